@@ -1,0 +1,106 @@
+//! Conversions between the daemon's types and the generated protobuf types, and the mapping
+//! of daemon errors to gRPC status codes.
+
+use tonic::Status;
+
+use crate::daemon::{AcquisitionState, DaemonError};
+use crate::frame::PixelType;
+use crate::proto;
+
+impl From<DaemonError> for Status {
+    fn from(e: DaemonError) -> Self {
+        let msg = e.to_string();
+        match e {
+            DaemonError::InvalidArgument(_) => Status::invalid_argument(msg),
+            DaemonError::UnknownStream { .. } => Status::not_found(msg),
+            DaemonError::AlreadyRunning(_)
+            | DaemonError::NotRunning
+            | DaemonError::FailedPrecondition(_)
+            | DaemonError::Source(_) => Status::failed_precondition(msg),
+        }
+    }
+}
+
+/// Protobuf pixel type of a frame pixel type.
+pub fn pixel_type_to_proto(p: PixelType) -> proto::PixelType {
+    match p {
+        PixelType::U8 => proto::PixelType::U8,
+        PixelType::U16 => proto::PixelType::U16,
+        PixelType::F32 => proto::PixelType::F32,
+    }
+}
+
+/// Frame pixel type of a protobuf enum value, or a message saying what is wrong.
+pub fn pixel_type_from_proto(value: i32) -> Result<PixelType, String> {
+    match proto::PixelType::try_from(value) {
+        Ok(proto::PixelType::U8) => Ok(PixelType::U8),
+        Ok(proto::PixelType::U16) => Ok(PixelType::U16),
+        Ok(proto::PixelType::F32) => Ok(PixelType::F32),
+        Ok(proto::PixelType::Unspecified) => {
+            Err("pixel_type is not set (use U8, U16 or F32)".into())
+        }
+        Err(_) => Err(format!(
+            "unknown pixel_type {value} (use U8 = 1, U16 = 2 or F32 = 3)"
+        )),
+    }
+}
+
+/// Protobuf form of a status report.
+pub fn status_to_proto(s: &crate::daemon::Status) -> proto::GetStatusResponse {
+    proto::GetStatusResponse {
+        state: match s.state {
+            AcquisitionState::Idle => proto::AcquisitionState::Idle,
+            AcquisitionState::Running => proto::AcquisitionState::Running,
+        } as i32,
+        source: s.source.clone(),
+        width: s.spec.map_or(0, |x| x.width),
+        height: s.spec.map_or(0, |x| x.height),
+        pixel_type: s.spec.map_or(proto::PixelType::Unspecified, |x| {
+            pixel_type_to_proto(x.pixel_type)
+        }) as i32,
+        frame_interval_us: s.frame_interval.as_micros() as u64,
+        frames_acquired: s.frames_acquired,
+        frames_lost_no_buffer: s.frames_lost_no_buffer,
+        frames_dropped_ring: s.frames_dropped_ring,
+        ring_depth: s.ring_depth,
+        ring_capacity: s.ring_capacity,
+        ring_policy: s.ring_policy.clone(),
+        frames_rejected: s.frames_rejected,
+        source_finished: s.source_finished,
+        stages: s
+            .stages
+            .iter()
+            .map(|st| proto::StageStatus {
+                name: st.name.clone(),
+                kind: st.kind.clone(),
+                input: st.input.clone(),
+                frames_in: st.frames_in,
+                frames_out: st.frames_out,
+                frames_dropped: st.frames_dropped,
+                errors: st.errors,
+                queue_depth: st.queue_depth,
+                queue_capacity: st.queue_capacity,
+                queue_policy: st.queue_policy.clone(),
+                latency_p50_us: st.latency_p50_us,
+                latency_p99_us: st.latency_p99_us,
+                process_p50_us: st.process_p50_us,
+                process_p99_us: st.process_p99_us,
+            })
+            .collect(),
+        subscribers: s
+            .subscribers
+            .iter()
+            .map(|sub| proto::SubscriberStatus {
+                id: sub.id,
+                stage: sub.stage.clone(),
+                frames_delivered: sub.delivered,
+                frames_dropped: sub.dropped,
+                queue_depth: sub.queue_depth,
+                queue_capacity: sub.queue_capacity,
+            })
+            .collect(),
+        uptime_s: s.uptime.as_secs_f64(),
+        acquisition_time_s: s.acquisition_time.as_secs_f64(),
+        version: s.version.to_string(),
+    }
+}

@@ -1,0 +1,172 @@
+//! `scopepilot.v1.Frames`: PushFrames (client streaming) and SubscribeFrames (server
+//! streaming).
+//!
+//! A subscription runs on a thread of its own that waits on the subscriber's queue, encodes
+//! each frame (downsampling, 8-bit preview) and hands it to the gRPC stream. A slow client
+//! fills only its own queue, whose oldest frames are then dropped and counted.
+
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use tokio_stream::Stream;
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::{Request, Response, Status, Streaming};
+
+use super::convert::{pixel_type_from_proto, pixel_type_to_proto};
+use crate::daemon::Daemon;
+use crate::proto::{self, frames_server};
+use crate::sink::preview::{PreviewOptions, encode};
+use crate::sink::subscribers::Subscription;
+use crate::source::push::{PushResult, PushedFrame};
+
+/// The Frames service.
+pub struct FramesApi {
+    daemon: Arc<Daemon>,
+}
+
+impl FramesApi {
+    /// A service for `daemon`.
+    pub fn new(daemon: Arc<Daemon>) -> Self {
+        Self { daemon }
+    }
+}
+
+type FrameStream = Pin<Box<dyn Stream<Item = Result<proto::Frame, Status>> + Send>>;
+
+/// Largest downsampling factor accepted.
+const MAX_DOWNSAMPLE: u32 = 64;
+
+fn preview_options(req: &proto::SubscribeFramesRequest) -> Result<PreviewOptions, Status> {
+    let eight_bit = match proto::FrameFormat::try_from(req.format) {
+        Ok(proto::FrameFormat::Unspecified | proto::FrameFormat::Full) => false,
+        Ok(proto::FrameFormat::Preview8bit) => true,
+        Err(_) => {
+            return Err(Status::invalid_argument(format!(
+                "unknown format {}",
+                req.format
+            )));
+        }
+    };
+    if req.downsample > MAX_DOWNSAMPLE {
+        return Err(Status::invalid_argument(format!(
+            "downsample {} exceeds the maximum of {MAX_DOWNSAMPLE}",
+            req.downsample
+        )));
+    }
+    let mut opts = PreviewOptions {
+        downsample: req.downsample.max(1),
+        eight_bit,
+        ..PreviewOptions::default()
+    };
+    if req.low_percentile != 0.0 || req.high_percentile != 0.0 {
+        let (lo, hi) = (req.low_percentile, req.high_percentile);
+        if !(0.0..100.0).contains(&lo) || !(lo < hi && hi <= 100.0) {
+            return Err(Status::invalid_argument(format!(
+                "percentiles must satisfy 0 <= low < high <= 100, got {lo} and {hi}"
+            )));
+        }
+        opts.low_percentile = lo;
+        opts.high_percentile = hi;
+    }
+    Ok(opts)
+}
+
+/// Pump frames from a subscription into a gRPC stream until either side goes away.
+fn pump(
+    sub: Subscription,
+    opts: PreviewOptions,
+    tx: tokio::sync::mpsc::Sender<Result<proto::Frame, Status>>,
+) {
+    let stage = sub.stage().to_string();
+    loop {
+        match sub.recv_timeout(Duration::from_millis(100)) {
+            Ok(frame) => {
+                let enc = encode(&frame, &opts);
+                let meta = frame.meta();
+                let msg = proto::Frame {
+                    stage: stage.clone(),
+                    frame_number: meta.frame_number,
+                    timestamp_ns: meta.camera_timestamp_ns,
+                    width: enc.width,
+                    height: enc.height,
+                    pixel_type: pixel_type_to_proto(enc.pixel_type) as i32,
+                    data: enc.data,
+                    synthetic: meta.synthetic,
+                    latency_us: meta.arrival.elapsed().as_micros() as u64,
+                    display_min: enc.display_min,
+                    display_max: enc.display_max,
+                    subscriber_dropped: sub.stats().dropped.load(Ordering::Relaxed),
+                    exposure_us: meta.exposure_us,
+                };
+                drop(frame); // release the pooled buffer before waiting on the client
+                if tx.blocking_send(Ok(msg)).is_err() {
+                    break; // client gone
+                }
+            }
+            Err(true) if tx.is_closed() => break,
+            Err(true) => {}
+            Err(false) => break,
+        }
+    }
+}
+
+#[tonic::async_trait]
+impl frames_server::Frames for FramesApi {
+    async fn push_frames(
+        &self,
+        request: Request<Streaming<proto::PushFramesRequest>>,
+    ) -> Result<Response<proto::PushFramesResponse>, Status> {
+        let handle = self.daemon.push_handle()?;
+        let mut stream = request.into_inner();
+        let mut summary = proto::PushFramesResponse::default();
+        while let Some(msg) = stream.message().await? {
+            let pixel_type = pixel_type_from_proto(msg.pixel_type).map_err(|e| {
+                Status::invalid_argument(format!("frame {}: {e}", msg.frame_number))
+            })?;
+            let frame = PushedFrame {
+                width: msg.width,
+                height: msg.height,
+                pixel_type,
+                frame_number: msg.frame_number,
+                timestamp_ns: msg.timestamp_ns,
+                exposure_us: msg.exposure_us,
+                data: &msg.data,
+            };
+            match handle.push(&frame)? {
+                PushResult::Queued => summary.frames_accepted += 1,
+                PushResult::DroppedByRing => {
+                    summary.frames_accepted += 1;
+                    summary.frames_dropped += 1;
+                }
+                PushResult::LostNoBuffer => summary.frames_lost_no_buffer += 1,
+            }
+        }
+        Ok(Response::new(summary))
+    }
+
+    type SubscribeFramesStream = FrameStream;
+
+    async fn subscribe_frames(
+        &self,
+        request: Request<proto::SubscribeFramesRequest>,
+    ) -> Result<Response<Self::SubscribeFramesStream>, Status> {
+        let req = request.into_inner();
+        let opts = preview_options(&req)?;
+        let stage = if req.stage.is_empty() {
+            crate::pipeline::RAW
+        } else {
+            req.stage.as_str()
+        };
+        let sub = self.daemon.subscribe(stage, req.queue_capacity as usize)?;
+        let (tx, rx) = tokio::sync::mpsc::channel(1);
+        std::thread::Builder::new()
+            .name(format!("subscriber-{}", sub.id()))
+            .spawn(move || pump(sub, opts, tx))
+            .map_err(|e| {
+                Status::resource_exhausted(format!("cannot start a subscriber thread: {e}"))
+            })?;
+        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+    }
+}

@@ -1,0 +1,122 @@
+//! What the `scopepilot` binary runs: `serve` and `check-config`. Kept here, in the library,
+//! so that the binary is only argument parsing.
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tracing_subscriber::EnvFilter;
+
+use crate::config::{Config, ConfigError};
+use crate::daemon::Daemon;
+
+/// Why the daemon could not run.
+#[derive(Debug, thiserror::Error)]
+pub enum AppError {
+    /// The configuration is invalid.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// The API address could not be bound.
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        /// Address.
+        addr: SocketAddr,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// Autostart failed.
+    #[error("autostart failed: {0}")]
+    Start(#[from] crate::daemon::DaemonError),
+    /// The runtime or server failed.
+    #[error("{0}")]
+    Runtime(String),
+}
+
+/// Load `path`, or the embedded default when `None`.
+pub fn load_config(path: Option<&Path>) -> Result<Config, ConfigError> {
+    match path {
+        Some(p) => Config::load(p),
+        None => Ok(Config::embedded_default()),
+    }
+}
+
+/// Install the log subscriber: `RUST_LOG` if set, else the config's `log.filter`.
+pub fn init_logging(config: &Config) {
+    let filter =
+        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(&config.log.filter));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}
+
+/// Run the daemon until Ctrl-C or SIGTERM. Prints one `listening` line on stdout once the API
+/// accepts connections (`grpc=ADDR`), for people and for scripts that start it.
+pub fn serve(config: Config) -> Result<(), AppError> {
+    init_logging(&config);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .map_err(|e| AppError::Runtime(format!("cannot start the async runtime: {e}")))?;
+    runtime.block_on(serve_async(config))
+}
+
+async fn serve_async(config: Config) -> Result<(), AppError> {
+    let addr = config.listen_addr()?;
+    if !addr.ip().is_loopback() {
+        tracing::warn!(%addr, "the API listens on a non-loopback address: anyone who can reach it can control acquisition");
+    }
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|source| AppError::Bind { addr, source })?;
+    let bound = listener
+        .local_addr()
+        .map_err(|source| AppError::Bind { addr, source })?;
+    let daemon = Daemon::new(config);
+    daemon.spawn_drop_monitor(Duration::from_secs(5));
+    if daemon.config().acquisition.autostart {
+        let d = daemon.clone();
+        tokio::task::spawn_blocking(move || d.start(None))
+            .await
+            .map_err(|e| AppError::Runtime(e.to_string()))??;
+    }
+    tracing::info!(%bound, streams = ?daemon.streams(), "gRPC API listening");
+    println!(
+        "scopepilot {} listening grpc={bound}",
+        crate::daemon::VERSION
+    );
+    let server = crate::api::serve(daemon.clone(), listener, shutdown_signal());
+    let result = server
+        .await
+        .map_err(|e| AppError::Runtime(format!("gRPC server failed: {e}")));
+    shut_down(daemon).await;
+    result
+}
+
+async fn shut_down(daemon: Arc<Daemon>) {
+    tracing::info!("shutting down");
+    let _ = tokio::task::spawn_blocking(move || daemon.stop()).await;
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = term => {},
+    }
+}

@@ -1,0 +1,546 @@
+//! `Daemon`: the acquisition state machine that the API (and tests) drive.
+//!
+//! It owns the configuration, the subscriber hubs of every stream (which outlive
+//! acquisitions) and, while running, the source, the ingest ring and the pipeline. It knows
+//! nothing of gRPC: the API layer maps its errors to status codes.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use crate::config::{Config, SourceKind};
+use crate::frame::FrameSpec;
+use crate::pipeline::{Pipeline, StageInfo, Taps};
+use crate::ring::{RingHandle, ingest_ring};
+use crate::sink::subscribers::{SubscriberInfo, Subscription};
+use crate::source::push::{PushInput, PushResult, PushStats, PushedFrame};
+use crate::source::replay::ReplaySource;
+use crate::source::runner::{SourceStats, SourceThread};
+use crate::source::simulated::SimulatedSource;
+use crate::source::{FrameInterval, FrameSource, SourceError};
+
+/// Version reported by `GetStatus`.
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+
+/// Why a daemon operation was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum DaemonError {
+    /// Start while running.
+    #[error("acquisition is already running (source {0}); call Stop first")]
+    AlreadyRunning(&'static str),
+    /// Stop (or a running-only call) while idle.
+    #[error("acquisition is not running; call Start first")]
+    NotRunning,
+    /// A stream name that does not exist.
+    #[error("no stream named {name:?}; streams: {known}")]
+    UnknownStream {
+        /// Name asked for.
+        name: String,
+        /// Names that exist.
+        known: String,
+    },
+    /// The request itself is malformed.
+    #[error("{0}")]
+    InvalidArgument(String),
+    /// The request is valid but not in the current state or configuration.
+    #[error("{0}")]
+    FailedPrecondition(String),
+    /// The source could not be opened.
+    #[error("source could not start: {0}")]
+    Source(#[from] SourceError),
+}
+
+/// Acquisition state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AcquisitionState {
+    /// Not acquiring.
+    Idle,
+    /// Acquiring.
+    Running,
+}
+
+/// Counters of a run that remain readable after it stopped.
+#[derive(Clone)]
+struct RunView {
+    kind: SourceKind,
+    spec: Option<FrameSpec>,
+    ring: RingHandle,
+    ring_policy: &'static str,
+    stages: Vec<StageInfo>,
+    source: Option<Arc<SourceStats>>,
+    push: Option<Arc<PushStats>>,
+    started: Instant,
+    stopped: Option<Instant>,
+}
+
+struct Run {
+    view: RunView,
+    source: Option<SourceThread>,
+    push: Option<PushHandle>,
+    pipeline: Pipeline,
+}
+
+/// Shared access to a running push source, for one client stream.
+#[derive(Clone)]
+pub struct PushHandle {
+    input: Arc<Mutex<PushInput>>,
+    closed: Arc<AtomicBool>,
+}
+
+impl PushHandle {
+    /// Validate and queue one frame. Fails once the acquisition has stopped.
+    pub fn push(&self, frame: &PushedFrame<'_>) -> Result<PushResult, DaemonError> {
+        if self.closed.load(Ordering::Acquire) {
+            return Err(DaemonError::FailedPrecondition(
+                "acquisition stopped while frames were being pushed".into(),
+            ));
+        }
+        let mut input = self.input.lock().unwrap_or_else(|e| e.into_inner());
+        input.push(frame).map_err(DaemonError::InvalidArgument)
+    }
+}
+
+/// One stage's numbers in a status report.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StageStatus {
+    /// Stream name.
+    pub name: String,
+    /// Stage kind (`source` for `raw`).
+    pub kind: String,
+    /// Input stream.
+    pub input: String,
+    /// Frames taken in.
+    pub frames_in: u64,
+    /// Frames emitted.
+    pub frames_out: u64,
+    /// Frames dropped by the input queue policy (by the ring, for `raw`).
+    pub frames_dropped: u64,
+    /// Frames that failed processing.
+    pub errors: u64,
+    /// Frames waiting in the input queue.
+    pub queue_depth: u64,
+    /// Input queue capacity.
+    pub queue_capacity: u64,
+    /// Input queue policy.
+    pub queue_policy: String,
+    /// Arrival-to-output latency, median, microseconds.
+    pub latency_p50_us: f64,
+    /// Arrival-to-output latency, 99th percentile, microseconds.
+    pub latency_p99_us: f64,
+    /// Processing time per frame, median, microseconds.
+    pub process_p50_us: f64,
+    /// Processing time per frame, 99th percentile, microseconds.
+    pub process_p99_us: f64,
+}
+
+/// Everything `GetStatus` reports.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Status {
+    /// Running or idle.
+    pub state: AcquisitionState,
+    /// Source of the current (or last) acquisition; empty before the first.
+    pub source: String,
+    /// Frame format of the current (or last) acquisition, once known.
+    pub spec: Option<FrameSpec>,
+    /// Current frame interval of paced sources.
+    pub frame_interval: Duration,
+    /// Frames the source delivered to scopepilot.
+    pub frames_acquired: u64,
+    /// Frames lost before the ring because every buffer was in use.
+    pub frames_lost_no_buffer: u64,
+    /// Frames the ring dropped by its overflow policy.
+    pub frames_dropped_ring: u64,
+    /// Frames in the ring now.
+    pub ring_depth: u64,
+    /// Ring capacity.
+    pub ring_capacity: u64,
+    /// Ring overflow policy.
+    pub ring_policy: String,
+    /// Pushed frames rejected as invalid.
+    pub frames_rejected: u64,
+    /// True when a pull source ran out of frames or failed.
+    pub source_finished: bool,
+    /// Per-stream numbers, `raw` first.
+    pub stages: Vec<StageStatus>,
+    /// Live subscribers.
+    pub subscribers: Vec<SubscriberInfo>,
+    /// Time since the daemon started.
+    pub uptime: Duration,
+    /// Duration of the current (or last) acquisition.
+    pub acquisition_time: Duration,
+    /// Daemon version.
+    pub version: &'static str,
+}
+
+enum State {
+    Idle(Option<RunView>),
+    Running(Run),
+}
+
+/// The acquisition daemon.
+pub struct Daemon {
+    config: Config,
+    taps: Taps,
+    interval: Arc<FrameInterval>,
+    interval_set_by_client: AtomicBool,
+    state: Mutex<State>,
+    lifecycle: Mutex<()>,
+    started: Instant,
+}
+
+impl Daemon {
+    /// A daemon for a validated `config`. Nothing runs until [`Daemon::start`].
+    pub fn new(config: Config) -> Arc<Self> {
+        let interval = FrameInterval::from_rate_hz(config.source.simulated.frame_rate_hz);
+        Arc::new(Self {
+            taps: Taps::new(&config.stages),
+            config,
+            interval,
+            interval_set_by_client: AtomicBool::new(false),
+            state: Mutex::new(State::Idle(None)),
+            lifecycle: Mutex::new(()),
+            started: Instant::now(),
+        })
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    fn state(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn configured_rate(&self, kind: SourceKind) -> Option<f64> {
+        match kind {
+            SourceKind::Simulated => Some(self.config.source.simulated.frame_rate_hz),
+            SourceKind::Replay => self.config.source.replay.as_ref().map(|r| r.frame_rate_hz),
+            SourceKind::Push => None,
+        }
+    }
+
+    /// Start acquiring from `source` (a source kind name) or the configured default.
+    pub fn start(&self, source: Option<&str>) -> Result<(), DaemonError> {
+        let _transition = self.lifecycle.lock().unwrap_or_else(|e| e.into_inner());
+        if let State::Running(run) = &*self.state() {
+            return Err(DaemonError::AlreadyRunning(run.view.kind.name()));
+        }
+        let kind = match source.filter(|s| !s.is_empty()) {
+            None => self.config.source.kind,
+            Some(name) => SourceKind::parse(name).ok_or_else(|| {
+                DaemonError::InvalidArgument(format!(
+                    "unknown source {name:?}; use simulated, replay or push"
+                ))
+            })?,
+        };
+        if !self.interval_set_by_client.load(Ordering::Relaxed)
+            && let Some(rate) = self.configured_rate(kind)
+        {
+            let _ = self.interval.set(Duration::from_secs_f64(1.0 / rate));
+        }
+        let acq = &self.config.acquisition;
+        let (producer, consumer) = ingest_ring(acq.ring_capacity, acq.ring_policy);
+        let ring = producer.stats();
+        let pipeline = Pipeline::start(
+            consumer,
+            acq.ring_policy.name(),
+            acq.ring_capacity,
+            &self.config.stages,
+            &self.taps,
+        )
+        .map_err(|(i, e)| DaemonError::FailedPrecondition(format!("stages[{i}].{e}")))?;
+        let (source_thread, push, spec) = match kind {
+            SourceKind::Push => {
+                let input = PushInput::new(self.config.source.push, producer);
+                let handle = PushHandle {
+                    input: Arc::new(Mutex::new(input)),
+                    closed: Arc::new(AtomicBool::new(false)),
+                };
+                (None, Some(handle), None)
+            }
+            SourceKind::Simulated | SourceKind::Replay => {
+                let source = self.open_pull_source(kind)?;
+                let spec = source.spec();
+                let thread =
+                    SourceThread::spawn(source, producer, acq.pool_frames()).map_err(|e| {
+                        DaemonError::FailedPrecondition(format!(
+                            "cannot start the camera thread: {e}"
+                        ))
+                    })?;
+                (Some(thread), None, Some(spec))
+            }
+        };
+        let view = RunView {
+            kind,
+            spec,
+            ring,
+            ring_policy: acq.ring_policy.name(),
+            stages: pipeline.infos().to_vec(),
+            source: source_thread.as_ref().map(|t| t.stats()),
+            push: push
+                .as_ref()
+                .map(|p| p.input.lock().unwrap_or_else(|e| e.into_inner()).stats()),
+            started: Instant::now(),
+            stopped: None,
+        };
+        tracing::info!(
+            source = kind.name(),
+            format = %spec.map(|s| s.to_string()).unwrap_or_else(|| "set by the first pushed frame".into()),
+            interval_ms = self.interval.get().as_secs_f64() * 1e3,
+            stages = self.config.stages.len(),
+            "acquisition started"
+        );
+        *self.state() = State::Running(Run {
+            view,
+            source: source_thread,
+            push,
+            pipeline,
+        });
+        Ok(())
+    }
+
+    fn open_pull_source(&self, kind: SourceKind) -> Result<Box<dyn FrameSource>, DaemonError> {
+        Ok(match kind {
+            SourceKind::Simulated => Box::new(SimulatedSource::new(
+                self.config.source.simulated.clone(),
+                self.interval.clone(),
+            )?),
+            SourceKind::Replay => {
+                let cfg = self.config.source.replay.as_ref().ok_or_else(|| {
+                    DaemonError::FailedPrecondition(
+                        "the replay source needs a [source.replay] section with a path".into(),
+                    )
+                })?;
+                Box::new(ReplaySource::new(cfg, self.interval.clone())?)
+            }
+            SourceKind::Push => unreachable!("push is not a pull source"),
+        })
+    }
+
+    /// Stop acquiring: the source stops first, then the pipeline drains what is queued.
+    pub fn stop(&self) -> Result<Status, DaemonError> {
+        let _transition = self.lifecycle.lock().unwrap_or_else(|e| e.into_inner());
+        let mut run = {
+            let mut state = self.state();
+            let State::Running(_) = &*state else {
+                return Err(DaemonError::NotRunning);
+            };
+            let State::Running(run) = std::mem::replace(&mut *state, State::Idle(None)) else {
+                unreachable!()
+            };
+            run
+        };
+        if let Some(p) = &run.push {
+            p.closed.store(true, Ordering::Release);
+        }
+        if let Some(s) = run.source.take() {
+            s.stop();
+        }
+        drop(run.push.take()); // the ring producer goes with it
+        run.pipeline.stop();
+        run.view.stopped = Some(Instant::now());
+        *self.state() = State::Idle(Some(run.view));
+        let status = self.status();
+        tracing::info!(
+            source = %status.source,
+            frames_acquired = status.frames_acquired,
+            dropped_ring = status.frames_dropped_ring,
+            lost_no_buffer = status.frames_lost_no_buffer,
+            seconds = status.acquisition_time.as_secs_f64(),
+            "acquisition stopped"
+        );
+        Ok(status)
+    }
+
+    /// Change the frame interval of paced sources (takes effect from the next frame).
+    pub fn set_frame_interval(&self, interval: Duration) -> Result<(), DaemonError> {
+        if let State::Running(run) = &*self.state()
+            && run.view.kind == SourceKind::Push
+        {
+            return Err(DaemonError::FailedPrecondition(
+                "the push source's frame timing is set by the client that pushes frames".into(),
+            ));
+        }
+        self.interval
+            .set(interval)
+            .map_err(DaemonError::InvalidArgument)?;
+        self.interval_set_by_client.store(true, Ordering::Relaxed);
+        tracing::info!(
+            interval_ms = interval.as_secs_f64() * 1e3,
+            "frame interval changed"
+        );
+        Ok(())
+    }
+
+    /// A handle for pushing frames into the running push source.
+    pub fn push_handle(&self) -> Result<PushHandle, DaemonError> {
+        match &*self.state() {
+            State::Running(Run { push: Some(p), .. }) => Ok(p.clone()),
+            State::Running(run) => Err(DaemonError::FailedPrecondition(format!(
+                "the running source is {:?}; start the acquisition with source \"push\" to push frames",
+                run.view.kind.name()
+            ))),
+            State::Idle(_) => Err(DaemonError::FailedPrecondition(
+                "acquisition is not running; call Start with source \"push\" first".into(),
+            )),
+        }
+    }
+
+    /// Names of all streams, `raw` first.
+    pub fn streams(&self) -> Vec<String> {
+        self.taps.names()
+    }
+
+    /// Subscribe to stream `name` with a queue of `capacity` frames (0 = configured default).
+    pub fn subscribe(&self, name: &str, capacity: usize) -> Result<Subscription, DaemonError> {
+        let hub = self
+            .taps
+            .get(name)
+            .ok_or_else(|| DaemonError::UnknownStream {
+                name: name.into(),
+                known: self.taps.names().join(", "),
+            })?;
+        let s = &self.config.subscribers;
+        let capacity = if capacity == 0 {
+            s.queue_capacity
+        } else {
+            capacity
+        };
+        if capacity > s.max_queue_capacity {
+            return Err(DaemonError::InvalidArgument(format!(
+                "queue_capacity {capacity} exceeds the maximum of {} (subscribers.max_queue_capacity)",
+                s.max_queue_capacity
+            )));
+        }
+        Ok(hub.subscribe(capacity))
+    }
+
+    /// Current state and counters.
+    pub fn status(&self) -> Status {
+        let state = self.state();
+        let (acq_state, view) = match &*state {
+            State::Idle(v) => (AcquisitionState::Idle, v.clone()),
+            State::Running(r) => (AcquisitionState::Running, Some(r.view.clone())),
+        };
+        drop(state);
+        let subscribers = self.taps.all().iter().flat_map(|h| h.infos()).collect();
+        let mut status = Status {
+            state: acq_state,
+            source: String::new(),
+            spec: None,
+            frame_interval: self.interval.get(),
+            frames_acquired: 0,
+            frames_lost_no_buffer: 0,
+            frames_dropped_ring: 0,
+            ring_depth: 0,
+            ring_capacity: self.config.acquisition.ring_capacity as u64,
+            ring_policy: self.config.acquisition.ring_policy.name().into(),
+            frames_rejected: 0,
+            source_finished: false,
+            stages: Vec::new(),
+            subscribers,
+            uptime: self.started.elapsed(),
+            acquisition_time: Duration::ZERO,
+            version: VERSION,
+        };
+        let Some(v) = view else {
+            return status;
+        };
+        let load = |a: &std::sync::atomic::AtomicU64| a.load(Ordering::Relaxed);
+        status.source = v.kind.name().into();
+        status.spec = v.spec;
+        let ring = v.ring.counters();
+        status.frames_dropped_ring = ring.dropped();
+        status.ring_depth = v.ring.depth() as u64;
+        status.ring_capacity = v.ring.capacity() as u64;
+        status.ring_policy = v.ring_policy.into();
+        if let Some(src) = &v.source {
+            status.frames_acquired = load(&src.captured);
+            status.frames_lost_no_buffer = load(&src.lost_no_buffer);
+            status.source_finished = src.finished.load(Ordering::Relaxed);
+        }
+        if let Some(push) = &v.push {
+            status.frames_acquired = load(&push.accepted);
+            status.frames_lost_no_buffer = load(&push.lost_no_buffer);
+            status.frames_rejected = load(&push.rejected);
+        }
+        status.acquisition_time = v.stopped.unwrap_or_else(Instant::now) - v.started;
+        status.stages = v
+            .stages
+            .iter()
+            .map(|s| {
+                let st = &s.stats;
+                let dropped = if s.name == crate::pipeline::RAW {
+                    ring.dropped()
+                } else {
+                    load(&st.dropped)
+                };
+                let depth = if s.name == crate::pipeline::RAW {
+                    v.ring.depth() as u64
+                } else {
+                    st.queue_depth()
+                };
+                StageStatus {
+                    name: s.name.clone(),
+                    kind: s.kind.clone(),
+                    input: s.input.clone(),
+                    frames_in: load(&st.frames_in),
+                    frames_out: load(&st.frames_out),
+                    frames_dropped: dropped,
+                    errors: load(&st.errors),
+                    queue_depth: depth,
+                    queue_capacity: s.queue_capacity,
+                    queue_policy: s.queue_policy.clone(),
+                    latency_p50_us: st.latency.quantile_us(0.5),
+                    latency_p99_us: st.latency.quantile_us(0.99),
+                    process_p50_us: st.process_time.quantile_us(0.5),
+                    process_p99_us: st.process_time.quantile_us(0.99),
+                }
+            })
+            .collect();
+        status
+    }
+
+    /// Start a thread that logs a warning whenever frames were dropped since its last look
+    /// (at most every `period`), so that no loss goes unseen in the logs.
+    pub fn spawn_drop_monitor(self: &Arc<Self>, period: Duration) {
+        let daemon = Arc::downgrade(self);
+        let _ = std::thread::Builder::new().name("drop-monitor".into()).spawn(move || {
+            let mut last: Vec<(String, u64)> = Vec::new();
+            loop {
+                std::thread::sleep(period);
+                let Some(d) = daemon.upgrade() else { break };
+                let now = drop_counters(&d.status());
+                for (what, total) in &now {
+                    let before = last.iter().find(|(w, _)| w == what).map_or(0, |(_, n)| *n);
+                    if *total > before {
+                        tracing::warn!(what = %what, new = total - before, total, "frames dropped");
+                    }
+                }
+                last = now;
+            }
+        });
+    }
+}
+
+/// Every drop counter of a status, labelled.
+fn drop_counters(s: &Status) -> Vec<(String, u64)> {
+    let mut out = vec![
+        ("ring".to_string(), s.frames_dropped_ring),
+        ("source buffers".to_string(), s.frames_lost_no_buffer),
+    ];
+    out.extend(
+        s.stages
+            .iter()
+            .skip(1)
+            .map(|st| (format!("stage {}", st.name), st.frames_dropped)),
+    );
+    out.extend(s.subscribers.iter().map(|sub| {
+        (
+            format!("subscriber {} ({})", sub.id, sub.stage),
+            sub.dropped,
+        )
+    }));
+    out
+}

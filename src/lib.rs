@@ -1,0 +1,30 @@
+//! scopepilot: a microscope-side real-time acquisition daemon.
+//!
+//! Data flows one way:
+//!
+//! ```text
+//! source (camera thread) -> ingest ring (lock-free SPSC) -> pipeline stages -> subscribers
+//!                                                                          \-> gRPC API
+//! ```
+//!
+//! - [`frame`]: frames and the recycled [`frame::FramePool`] (no per-frame allocation).
+//! - [`ring`]: the lock-free ingest ring with counted overflow policies.
+//! - [`source`]: simulated, replay and push sources behind [`source::FrameSource`].
+//! - [`pipeline`]: stages on their own threads behind bounded, counted queues.
+//! - [`sink`]: live subscribers and preview encoding.
+//! - [`daemon`]: the acquisition state machine; [`api`]: the gRPC layer over it.
+//! - [`config`]: strict TOML configuration; [`app`]: what the `scopepilot` binary runs.
+
+#![warn(missing_docs)]
+
+pub mod api;
+pub mod app;
+pub mod config;
+pub mod daemon;
+pub mod frame;
+pub mod latency;
+pub mod pipeline;
+pub mod proto;
+pub mod ring;
+pub mod sink;
+pub mod source;

@@ -1,0 +1,418 @@
+//! The streaming pipeline: the ingest ring feeds the `raw` stream, and stages, each on its own
+//! thread behind a bounded input queue, transform streams into new named streams. The topology
+//! is built from config: every stage names its `input` (`raw` or an earlier stage).
+//!
+//! ```text
+//! camera thread -> ingest ring -> [raw] -> queue -> stage A -> [A] -> queue -> stage B -> [B]
+//!                                    \-> subscribers        \-> subscribers     \-> ...
+//! ```
+
+pub mod gaussian;
+pub mod output;
+pub mod passthrough;
+pub mod queue;
+pub mod stage;
+pub mod stats;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::Receiver;
+use serde::Deserialize;
+
+use self::gaussian::{GaussianParams, GaussianStage};
+use self::output::Output;
+use self::passthrough::PassthroughStage;
+use self::queue::{QueueConfig, QueueSender, stage_queue};
+use self::stage::{Emitter, Stage};
+use self::stats::StageStats;
+use crate::frame::Frame;
+use crate::ring::IngestConsumer;
+use crate::sink::subscribers::SubscriberHub;
+
+/// Name of the stream of frames straight from the source.
+pub const RAW: &str = "raw";
+
+/// Kinds of stage that can be configured.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StageKind {
+    /// Forward frames unchanged.
+    Passthrough,
+    /// Separable Gaussian blur.
+    Gaussian,
+}
+
+impl StageKind {
+    /// Name used in config and status.
+    pub fn name(self) -> &'static str {
+        match self {
+            StageKind::Passthrough => "passthrough",
+            StageKind::Gaussian => "gaussian",
+        }
+    }
+}
+
+/// One `[[stages]]` entry.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StageConfig {
+    /// Name of the stage's output stream (what subscribers ask for).
+    pub name: String,
+    /// Kind of stage.
+    pub kind: StageKind,
+    /// Stream the stage reads: `raw` or an earlier stage's name (default: the previous stage,
+    /// or `raw` for the first).
+    #[serde(default)]
+    pub input: Option<String>,
+    /// Input queue size and policy.
+    #[serde(default)]
+    pub queue: QueueConfig,
+    /// Kind-specific parameters.
+    #[serde(default)]
+    pub params: toml::Table,
+}
+
+/// A stage's settings could not be used.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error("{key}: {problem}")]
+pub struct StageConfigError {
+    /// Key relative to the stage entry (`params.sigma`, `input`, ...).
+    pub key: String,
+    /// What is wrong.
+    pub problem: String,
+}
+
+fn params_of<T: for<'de> Deserialize<'de>>(params: &toml::Table) -> Result<T, StageConfigError> {
+    T::deserialize(toml::Value::Table(params.clone())).map_err(|e| StageConfigError {
+        key: "params".into(),
+        problem: e.to_string().trim().to_string(),
+    })
+}
+
+fn first_problem(problems: Vec<(&'static str, String)>) -> Result<(), StageConfigError> {
+    match problems.into_iter().next() {
+        Some((key, problem)) => Err(StageConfigError {
+            key: format!("params.{key}"),
+            problem,
+        }),
+        None => Ok(()),
+    }
+}
+
+impl StageConfig {
+    /// Build the stage this entry describes, checking its parameters.
+    pub fn build(&self) -> Result<Box<dyn Stage>, StageConfigError> {
+        match self.kind {
+            StageKind::Passthrough => {
+                if !self.params.is_empty() {
+                    return Err(StageConfigError {
+                        key: "params".into(),
+                        problem: "passthrough takes no parameters".into(),
+                    });
+                }
+                Ok(Box::new(PassthroughStage))
+            }
+            StageKind::Gaussian => {
+                let p: GaussianParams = params_of(&self.params)?;
+                first_problem(p.problems())?;
+                Ok(Box::new(GaussianStage::new(p)))
+            }
+        }
+    }
+}
+
+/// Stage entries with their inputs resolved, in order.
+pub fn resolve_inputs(
+    stages: &[StageConfig],
+) -> Result<Vec<(String, String)>, (usize, StageConfigError)> {
+    let mut known = vec![RAW.to_string()];
+    let mut out = Vec::new();
+    for (i, s) in stages.iter().enumerate() {
+        let err = |key: &str, problem: String| {
+            (
+                i,
+                StageConfigError {
+                    key: key.into(),
+                    problem,
+                },
+            )
+        };
+        if s.name.is_empty()
+            || !s
+                .name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+        {
+            return Err(err(
+                "name",
+                format!("{:?} must be non-empty letters, digits, '_' or '-'", s.name),
+            ));
+        }
+        if known.contains(&s.name) {
+            return Err(err(
+                "name",
+                format!("{:?} is already used (`raw` is the source stream)", s.name),
+            ));
+        }
+        let input = s
+            .input
+            .clone()
+            .unwrap_or_else(|| known.last().expect("raw").clone());
+        if !known.contains(&input) {
+            return Err(err(
+                "input",
+                format!(
+                    "{input:?} is not `raw` or an earlier stage (known: {})",
+                    known.join(", ")
+                ),
+            ));
+        }
+        if s.queue.capacity == 0 {
+            return Err(err("queue.capacity", "must be at least 1".into()));
+        }
+        known.push(s.name.clone());
+        out.push((s.name.clone(), input));
+    }
+    Ok(out)
+}
+
+/// The subscriber hubs of every stream; they outlive acquisitions.
+#[derive(Clone)]
+pub struct Taps {
+    hubs: Vec<Arc<SubscriberHub>>,
+}
+
+impl Taps {
+    /// Hubs for `raw` and every configured stage.
+    pub fn new(stages: &[StageConfig]) -> Self {
+        let ids = Arc::new(AtomicU64::new(0));
+        let names = std::iter::once(RAW).chain(stages.iter().map(|s| s.name.as_str()));
+        Self {
+            hubs: names.map(|n| SubscriberHub::new(n, ids.clone())).collect(),
+        }
+    }
+
+    /// The hub of stream `name`.
+    pub fn get(&self, name: &str) -> Option<&Arc<SubscriberHub>> {
+        self.hubs.iter().find(|h| h.stage() == name)
+    }
+
+    /// All hubs, `raw` first.
+    pub fn all(&self) -> &[Arc<SubscriberHub>] {
+        &self.hubs
+    }
+
+    /// Names of all streams, `raw` first.
+    pub fn names(&self) -> Vec<String> {
+        self.hubs.iter().map(|h| h.stage().to_string()).collect()
+    }
+}
+
+/// Status of one stream for reports.
+#[derive(Debug, Clone)]
+pub struct StageInfo {
+    /// Stream name.
+    pub name: String,
+    /// Stage kind (`source` for `raw`).
+    pub kind: String,
+    /// Input stream (empty for `raw`).
+    pub input: String,
+    /// Queue capacity and policy (the ring's for `raw`).
+    pub queue_capacity: u64,
+    /// Queue policy name.
+    pub queue_policy: String,
+    /// Counters.
+    pub stats: Arc<StageStats>,
+}
+
+/// A running pipeline.
+pub struct Pipeline {
+    threads: Vec<JoinHandle<()>>,
+    stop: Arc<AtomicBool>,
+    infos: Vec<StageInfo>,
+}
+
+impl Pipeline {
+    /// Start the ingest thread and one thread per stage.
+    pub fn start(
+        ring: IngestConsumer,
+        ring_policy: &str,
+        ring_capacity: usize,
+        stages: &[StageConfig],
+        taps: &Taps,
+    ) -> Result<Self, (usize, StageConfigError)> {
+        let inputs = resolve_inputs(stages)?;
+        let mut built = Vec::new();
+        for (i, s) in stages.iter().enumerate() {
+            built.push(s.build().map_err(|e| (i, e))?);
+        }
+        let raw_stats = Arc::new(StageStats::default());
+        let mut infos = vec![StageInfo {
+            name: RAW.into(),
+            kind: "source".into(),
+            input: String::new(),
+            queue_capacity: ring_capacity as u64,
+            queue_policy: ring_policy.into(),
+            stats: raw_stats.clone(),
+        }];
+        // Queues first, so that every stream knows its downstream senders.
+        let mut senders: HashMap<String, Vec<QueueSender>> = HashMap::new();
+        let mut receivers: Vec<Receiver<Frame>> = Vec::new();
+        for (s, (name, input)) in stages.iter().zip(&inputs) {
+            let stats = Arc::new(StageStats::default());
+            let (tx, rx) = stage_queue(s.queue, stats.clone());
+            senders.entry(input.clone()).or_default().push(tx);
+            receivers.push(rx);
+            infos.push(StageInfo {
+                name: name.clone(),
+                kind: s.kind.name().into(),
+                input: input.clone(),
+                queue_capacity: s.queue.effective_capacity() as u64,
+                queue_policy: s.queue.policy.name().into(),
+                stats,
+            });
+        }
+        let mut output_of = |name: &str| {
+            let hub = taps
+                .get(name)
+                .expect("taps are built from the same stages")
+                .clone();
+            Output::new(senders.remove(name).unwrap_or_default(), hub)
+        };
+        let stop = Arc::new(AtomicBool::new(false));
+        let mut threads = Vec::new();
+        let raw_output = output_of(RAW);
+        let stop2 = stop.clone();
+        threads.push(spawn_named("ingest", move || {
+            ingest_loop(ring, raw_output, &raw_stats, &stop2)
+        }));
+        for ((stage, rx), info) in built.into_iter().zip(receivers).zip(infos[1..].iter()) {
+            let output = output_of(&info.name);
+            let stats = info.stats.clone();
+            let name = info.name.clone();
+            threads.push(spawn_named(&format!("stage-{name}"), move || {
+                stage_loop(&name, stage, rx, output, &stats)
+            }));
+        }
+        Ok(Self {
+            threads,
+            stop,
+            infos,
+        })
+    }
+
+    /// Status of every stream, `raw` first.
+    pub fn infos(&self) -> &[StageInfo] {
+        &self.infos
+    }
+
+    /// Drain what is queued, stop every thread and wait for them. Call after the source has
+    /// stopped, so that no frame in flight is lost.
+    pub fn stop(mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        for t in self.threads.drain(..) {
+            if t.join().is_err() {
+                tracing::error!("a pipeline thread panicked");
+            }
+        }
+    }
+}
+
+impl Drop for Pipeline {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+    }
+}
+
+fn spawn_named(name: &str, f: impl FnOnce() + Send + 'static) -> JoinHandle<()> {
+    std::thread::Builder::new()
+        .name(name.to_string())
+        .spawn(f)
+        .expect("spawning a pipeline thread")
+}
+
+/// Ingest thread: moves frames from the ring to the `raw` stream until stopped and drained.
+fn ingest_loop(ring: IngestConsumer, output: Output, stats: &StageStats, stop: &AtomicBool) {
+    loop {
+        match ring.pop_timeout(Duration::from_millis(20)) {
+            Some(frame) => {
+                stats.enqueued.fetch_add(1, Ordering::Relaxed);
+                stats.frames_in.fetch_add(1, Ordering::Relaxed);
+                let started = Instant::now();
+                Emitter::new(&output, stats).emit(frame);
+                stats.process_time.record(started.elapsed());
+            }
+            None if stop.load(Ordering::Relaxed) => break,
+            None => {}
+        }
+    }
+}
+
+/// Stage thread: processes its queue until every upstream sender is gone.
+fn stage_loop(
+    name: &str,
+    mut stage: Box<dyn Stage>,
+    rx: Receiver<Frame>,
+    output: Output,
+    stats: &StageStats,
+) {
+    let mut last_error_log: Option<Instant> = None;
+    for frame in rx.iter() {
+        stats.frames_in.fetch_add(1, Ordering::Relaxed);
+        let started = Instant::now();
+        let result = stage.process(&frame, &mut Emitter::new(&output, stats));
+        stats.process_time.record(started.elapsed());
+        if let Err(e) = result {
+            let errors = stats.errors.fetch_add(1, Ordering::Relaxed) + 1;
+            // Log the first error and then at most one a second, with the running count.
+            if last_error_log.is_none_or(|t| t.elapsed() >= Duration::from_secs(1)) {
+                tracing::warn!(stage = name, kind = stage.kind(), errors, error = %e, "frame skipped");
+                last_error_log = Some(Instant::now());
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn stage(name: &str, input: Option<&str>) -> StageConfig {
+        StageConfig {
+            name: name.into(),
+            kind: StageKind::Passthrough,
+            input: input.map(Into::into),
+            queue: QueueConfig::default(),
+            params: toml::Table::new(),
+        }
+    }
+
+    #[test]
+    fn inputs_default_to_the_previous_stage_and_must_exist_earlier() {
+        let ok =
+            resolve_inputs(&[stage("a", None), stage("b", None), stage("c", Some("raw"))]).unwrap();
+        assert_eq!(ok[1], ("b".into(), "a".into()));
+        assert_eq!(ok[2], ("c".into(), "raw".into()));
+        let (i, e) = resolve_inputs(&[stage("a", Some("b")), stage("b", None)]).unwrap_err();
+        assert_eq!((i, e.key.as_str()), (0, "input"));
+        let (i, e) = resolve_inputs(&[stage("a", None), stage("a", None)]).unwrap_err();
+        assert_eq!((i, e.key.as_str()), (1, "name"));
+        assert!(resolve_inputs(&[stage("raw", None)]).is_err());
+    }
+
+    #[test]
+    fn bad_stage_parameters_name_the_key() {
+        let mut s = stage("g", None);
+        s.kind = StageKind::Gaussian;
+        s.params.insert("sigma".into(), toml::Value::Float(-1.0));
+        assert_eq!(s.build().err().unwrap().key, "params.sigma");
+        s.params.clear();
+        s.params.insert("sigmaa".into(), toml::Value::Float(1.0));
+        let e = s.build().err().unwrap();
+        assert!(e.problem.contains("sigmaa"), "{e}");
+    }
+}

@@ -1,0 +1,41 @@
+//! The `Stage` trait: one processing step of the pipeline, run on a thread of its own.
+
+use std::sync::atomic::Ordering;
+
+use super::output::Output;
+use super::stats::StageStats;
+use crate::frame::Frame;
+
+/// A frame a stage could not process. The frame is skipped and counted; the stage goes on.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct StageError(pub String);
+
+/// A processing step: takes frames in, emits zero or more frames per input.
+pub trait Stage: Send {
+    /// Short name of the stage kind (`gaussian`, ...).
+    fn kind(&self) -> &'static str;
+
+    /// Process one input frame, emitting results through `out`.
+    fn process(&mut self, input: &Frame, out: &mut Emitter<'_>) -> Result<(), StageError>;
+}
+
+/// Where a stage emits its frames: counts them, records their latency, fans them out.
+pub struct Emitter<'a> {
+    output: &'a Output,
+    stats: &'a StageStats,
+}
+
+impl<'a> Emitter<'a> {
+    /// An emitter publishing to `output` and counting in `stats`.
+    pub fn new(output: &'a Output, stats: &'a StageStats) -> Self {
+        Self { output, stats }
+    }
+
+    /// Emit a frame downstream and to subscribers.
+    pub fn emit(&mut self, frame: Frame) {
+        self.stats.frames_out.fetch_add(1, Ordering::Relaxed);
+        self.stats.latency.record(frame.meta().arrival.elapsed());
+        self.output.publish(frame);
+    }
+}
