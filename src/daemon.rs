@@ -239,6 +239,11 @@ impl Daemon {
         {
             let _ = self.interval.set(Duration::from_secs_f64(1.0 / rate));
         }
+        // Open the source first: a bad file or setting fails before any thread starts.
+        let pull_source = match kind {
+            SourceKind::Push => None,
+            SourceKind::Simulated | SourceKind::Replay => Some(self.open_pull_source(kind)?),
+        };
         let acq = &self.config.acquisition;
         let (producer, consumer) = ingest_ring(acq.ring_capacity, acq.ring_policy);
         let ring = producer.stats();
@@ -250,8 +255,8 @@ impl Daemon {
             &self.taps,
         )
         .map_err(|(i, e)| DaemonError::FailedPrecondition(format!("stages[{i}].{e}")))?;
-        let (source_thread, push, spec) = match kind {
-            SourceKind::Push => {
+        let (source_thread, push, spec) = match pull_source {
+            None => {
                 let input = PushInput::new(self.config.source.push, producer);
                 let handle = PushHandle {
                     input: Arc::new(Mutex::new(input)),
@@ -259,8 +264,7 @@ impl Daemon {
                 };
                 (None, Some(handle), None)
             }
-            SourceKind::Simulated | SourceKind::Replay => {
-                let source = self.open_pull_source(kind)?;
+            Some(source) => {
                 let spec = source.spec();
                 let thread =
                     SourceThread::spawn(source, producer, acq.pool_frames()).map_err(|e| {

@@ -10,8 +10,9 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use tokio_stream::Stream;
+use tokio::sync::watch;
 use tokio_stream::wrappers::ReceiverStream;
+use tokio_stream::{Stream, StreamExt};
 use tonic::{Request, Response, Status, Streaming};
 
 use super::convert::{pixel_type_from_proto, pixel_type_to_proto};
@@ -24,13 +25,23 @@ use crate::source::push::{PushResult, PushedFrame};
 /// The Frames service.
 pub struct FramesApi {
     daemon: Arc<Daemon>,
+    closing: watch::Receiver<bool>,
 }
 
 impl FramesApi {
-    /// A service for `daemon`.
-    pub fn new(daemon: Arc<Daemon>) -> Self {
-        Self { daemon }
+    /// A service for `daemon`; its streams end when `closing` becomes true.
+    pub fn new(daemon: Arc<Daemon>, closing: watch::Receiver<bool>) -> Self {
+        Self { daemon, closing }
     }
+}
+
+fn shutting_down() -> Status {
+    Status::unavailable("scopepilot is shutting down")
+}
+
+/// Resolves once the server starts shutting down.
+async fn closed(mut closing: watch::Receiver<bool>) {
+    let _ = closing.wait_for(|c| *c).await;
 }
 
 type FrameStream = Pin<Box<dyn Stream<Item = Result<proto::Frame, Status>> + Send>>;
@@ -62,7 +73,7 @@ fn preview_options(req: &proto::SubscribeFramesRequest) -> Result<PreviewOptions
     };
     if req.low_percentile != 0.0 || req.high_percentile != 0.0 {
         let (lo, hi) = (req.low_percentile, req.high_percentile);
-        if !(0.0..100.0).contains(&lo) || !(lo < hi && hi <= 100.0) {
+        if !((0.0..100.0).contains(&lo) && lo < hi && hi <= 100.0) {
             return Err(Status::invalid_argument(format!(
                 "percentiles must satisfy 0 <= low < high <= 100, got {lo} and {hi}"
             )));
@@ -121,7 +132,12 @@ impl frames_server::Frames for FramesApi {
         let handle = self.daemon.push_handle()?;
         let mut stream = request.into_inner();
         let mut summary = proto::PushFramesResponse::default();
-        while let Some(msg) = stream.message().await? {
+        loop {
+            let msg = tokio::select! {
+                msg = stream.message() => msg?,
+                _ = closed(self.closing.clone()) => return Err(shutting_down()),
+            };
+            let Some(msg) = msg else { break };
             let pixel_type = pixel_type_from_proto(msg.pixel_type).map_err(|e| {
                 Status::invalid_argument(format!("frame {}: {e}", msg.frame_number))
             })?;
@@ -167,6 +183,19 @@ impl frames_server::Frames for FramesApi {
             .map_err(|e| {
                 Status::resource_exhausted(format!("cannot start a subscriber thread: {e}"))
             })?;
-        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+        // End the stream with UNAVAILABLE at shutdown, even for a client that stopped reading.
+        let closing = tokio_stream::once(()).then({
+            let closing = self.closing.clone();
+            move |_| {
+                let closing = closing.clone();
+                async move {
+                    closed(closing).await;
+                    Err(shutting_down())
+                }
+            }
+        });
+        Ok(Response::new(Box::pin(
+            ReceiverStream::new(rx).merge(closing),
+        )))
     }
 }

@@ -18,15 +18,25 @@ use crate::proto::frames_server::FramesServer;
 pub use acquisition::AcquisitionApi;
 pub use frames::FramesApi;
 
+/// How long shutdown waits for open streams to finish before closing them.
+pub const SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_secs(3);
+
 /// Largest gRPC message accepted or sent (a 2048x2048 f32 frame is 16 MiB).
 pub const MAX_MESSAGE_BYTES: usize = 64 << 20;
 
-/// Serve the API on `listener` until `shutdown` completes.
+/// Serve the API on `listener` until `shutdown` completes. Open streams (subscriptions,
+/// pushes) then end with `UNAVAILABLE`, so that shutdown never waits on a client.
 pub async fn serve(
     daemon: Arc<Daemon>,
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), tonic::transport::Error> {
+    let (closing_tx, closing) = tokio::sync::watch::channel(false);
+    let shutdown = async move {
+        shutdown.await;
+        let _ = closing_tx.send(true);
+    };
+    let mut closing_for_grace = closing.clone();
     let (health, health_service) = tonic_health::server::health_reporter();
     health
         .set_serving::<AcquisitionServer<AcquisitionApi>>()
@@ -39,14 +49,26 @@ pub async fn serve(
     let acquisition = AcquisitionServer::new(AcquisitionApi::new(daemon.clone()))
         .max_decoding_message_size(MAX_MESSAGE_BYTES)
         .max_encoding_message_size(MAX_MESSAGE_BYTES);
-    let frames = FramesServer::new(FramesApi::new(daemon))
+    let frames = FramesServer::new(FramesApi::new(daemon, closing))
         .max_decoding_message_size(MAX_MESSAGE_BYTES)
         .max_encoding_message_size(MAX_MESSAGE_BYTES);
-    tonic::transport::Server::builder()
+    let server = tonic::transport::Server::builder()
         .add_service(health_service)
         .add_service(reflection)
         .add_service(acquisition)
         .add_service(frames)
-        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown)
-        .await
+        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown);
+    // A client that stopped reading cannot receive the end of its stream (HTTP/2 flow
+    // control), so graceful shutdown is bounded.
+    let grace = async move {
+        let _ = closing_for_grace.wait_for(|c| *c).await;
+        tokio::time::sleep(SHUTDOWN_GRACE).await;
+    };
+    tokio::select! {
+        result = server => result,
+        _ = grace => {
+            tracing::warn!(grace = ?SHUTDOWN_GRACE, "clients still connected after the shutdown grace period; closing anyway");
+            Ok(())
+        }
+    }
 }

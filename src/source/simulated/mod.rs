@@ -80,7 +80,7 @@ impl SimulatedConfig {
             ));
         }
         let s = &self.scene;
-        if !(s.nucleus_radius_px >= 1.0) {
+        if s.nucleus_radius_px.is_nan() || s.nucleus_radius_px < 1.0 {
             out.push((
                 "scene.nucleus_radius_px",
                 format!("must be >= 1, got {}", s.nucleus_radius_px),
@@ -91,7 +91,7 @@ impl SimulatedConfig {
             ("scene.mitosis_duration_s", s.mitosis_duration_s),
             ("scene.bleach_half_life_s", s.bleach_half_life_s),
         ] {
-            if !(v > 0.0) {
+            if v.is_nan() || v <= 0.0 {
                 out.push((key, format!("must be > 0, got {v}")));
             }
         }

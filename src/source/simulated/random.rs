@@ -98,14 +98,11 @@ impl NormalTable {
     #[inline]
     pub fn pair(&self, rng: &mut Rng) -> (f32, f32) {
         let bits = rng.next_u64();
-        (
-            self.from_bits(bits as u32),
-            self.from_bits((bits >> 32) as u32),
-        )
+        (self.sample(bits as u32), self.sample((bits >> 32) as u32))
     }
 
     #[inline]
-    fn from_bits(&self, u: u32) -> f32 {
+    fn sample(&self, u: u32) -> f32 {
         let idx = (u >> (32 - TABLE_BITS)) as usize;
         let frac = (u & ((1 << (32 - TABLE_BITS)) - 1)) as f32
             * (1.0 / (1u32 << (32 - TABLE_BITS)) as f32);
@@ -121,7 +118,7 @@ pub fn inverse_normal_cdf(p: f64) -> f64 {
         -3.969683028665376e+01,
         2.209460984245205e+02,
         -2.759285104469687e+02,
-        1.383577518672690e+02,
+        1.383_577_518_672_69e2,
         -3.066479806614716e+01,
         2.506628277459239e+00,
     ];

@@ -461,8 +461,14 @@ mod tests {
         scene.render(&mut img);
         let max = img.iter().cloned().fold(0.0, f32::max);
         let min = img.iter().cloned().fold(f32::MAX, f32::min);
-        assert!(max > 0.8 * params.nucleus_brightness_e, "nuclei visible: max {max}");
-        assert!(min >= 0.75 * params.background_e && min <= params.background_e, "background: min {min}");
+        assert!(
+            max > 0.8 * params.nucleus_brightness_e,
+            "nuclei visible: max {max}"
+        );
+        assert!(
+            min >= 0.75 * params.background_e && min <= params.background_e,
+            "background: min {min}"
+        );
         let bg: f32 = scene.background.iter().sum();
         let signal0: f32 = img.iter().sum::<f32>() - bg;
         scene.step(params.bleach_half_life_s as f64, 1);
@@ -470,7 +476,10 @@ mod tests {
         let signal1: f32 = img.iter().sum::<f32>() - bg;
         // One half-life halves the signal (nuclear shapes wobble by a few percent).
         let ratio = signal1 / signal0;
-        assert!((ratio - 0.5).abs() < 0.08, "signal ratio after one half-life: {ratio}");
+        assert!(
+            (ratio - 0.5).abs() < 0.08,
+            "signal ratio after one half-life: {ratio}"
+        );
     }
 
     #[test]

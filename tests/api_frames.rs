@@ -1,0 +1,346 @@
+//! Frames service over real gRPC: pushing frames in, subscribing to streams, bad input,
+//! slow subscribers, and TIFF replay.
+
+mod common;
+
+use std::io::Cursor;
+use std::time::Duration;
+
+use common::{SMALL, TestServer, stage, status, wait_for};
+use scopepilot::proto::{
+    FrameFormat, PixelType, PushFramesRequest, StartRequest, StopRequest, SubscribeFramesRequest,
+};
+use tonic::Code;
+
+fn start(source: &str) -> StartRequest {
+    StartRequest {
+        source: source.into(),
+    }
+}
+
+fn u16_frame(n: u64, w: u32, h: u32) -> (PushFramesRequest, Vec<u16>) {
+    let pixels: Vec<u16> = (0..w * h)
+        .map(|i| (i as u64 * 7 + n * 1000) as u16)
+        .collect();
+    let data = pixels.iter().flat_map(|p| p.to_le_bytes()).collect();
+    let req = PushFramesRequest {
+        width: w,
+        height: h,
+        pixel_type: PixelType::U16 as i32,
+        frame_number: n,
+        timestamp_ns: n * 1_000_000,
+        exposure_us: 5_000,
+        data,
+    };
+    (req, pixels)
+}
+
+fn subscribe(
+    stage: &str,
+    format: FrameFormat,
+    downsample: u32,
+    queue: u32,
+) -> SubscribeFramesRequest {
+    SubscribeFramesRequest {
+        stage: stage.into(),
+        format: format as i32,
+        downsample,
+        queue_capacity: queue,
+        low_percentile: 0.0,
+        high_percentile: 0.0,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pushed_frames_come_back_bit_exact_and_bad_frames_are_rejected() {
+    let server = TestServer::start(SMALL).await;
+    let mut acq = server.acquisition().await;
+    let mut frames = server.frames().await;
+
+    // Pushing before a push acquisition is a precondition failure.
+    let (f, _) = u16_frame(0, 4, 4);
+    let e = frames
+        .push_frames(tokio_stream::iter([f]))
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Code::FailedPrecondition, "{e:?}");
+
+    acq.start(start("push")).await.unwrap();
+    let mut sub = frames
+        .subscribe_frames(subscribe("raw", FrameFormat::Full, 1, 16))
+        .await
+        .unwrap()
+        .into_inner();
+    let sent: Vec<_> = (0..5).map(|n| u16_frame(n, 32, 24)).collect();
+    let reqs: Vec<_> = sent.iter().map(|(r, _)| r.clone()).collect();
+    let resp = frames
+        .push_frames(tokio_stream::iter(reqs))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(resp.frames_accepted, 5);
+    for (req, pixels) in &sent {
+        let got = tokio::time::timeout(Duration::from_secs(10), sub.message())
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap();
+        assert_eq!(got.frame_number, req.frame_number);
+        assert_eq!(got.timestamp_ns, req.timestamp_ns);
+        assert_eq!(got.exposure_us, 5_000);
+        assert_eq!(
+            (got.width, got.height, got.pixel_type),
+            (32, 24, PixelType::U16 as i32)
+        );
+        assert!(!got.synthetic);
+        let back: Vec<u16> = got
+            .data
+            .chunks_exact(2)
+            .map(|b| u16::from_le_bytes([b[0], b[1]]))
+            .collect();
+        assert_eq!(&back, pixels, "frame {} pixels differ", req.frame_number);
+    }
+
+    // A stream whose third frame is malformed: the first two are kept.
+    let (good0, _) = u16_frame(10, 32, 24);
+    let (good1, _) = u16_frame(11, 32, 24);
+    let (mut bad, _) = u16_frame(12, 32, 24);
+    bad.data.truncate(100);
+    let e = frames
+        .push_frames(tokio_stream::iter([good0, good1, bad]))
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Code::InvalidArgument);
+    assert!(
+        e.message().contains("frame 12") && e.message().contains("1536"),
+        "{}",
+        e.message()
+    );
+    let s = wait_for(&mut acq, "the good frames", |s| {
+        stage(s, "raw").frames_out >= 7
+    })
+    .await;
+    assert_eq!(s.frames_acquired, 7);
+    assert_eq!(s.frames_rejected, 1);
+
+    let mut cases = Vec::new();
+    let (mut zero, _) = u16_frame(20, 4, 4);
+    zero.width = 0;
+    cases.push((zero, "non-zero"));
+    let (mut huge, _) = u16_frame(21, 4, 4);
+    huge.width = 1 << 20;
+    cases.push((huge, "maximum side"));
+    let (mut unknown, _) = u16_frame(22, 4, 4);
+    unknown.pixel_type = 7;
+    cases.push((unknown, "unknown pixel_type 7"));
+    let (mut unset, _) = u16_frame(23, 4, 4);
+    unset.pixel_type = 0;
+    cases.push((unset, "pixel_type is not set"));
+    for (req, want) in cases {
+        let e = frames
+            .push_frames(tokio_stream::iter([req]))
+            .await
+            .unwrap_err();
+        assert_eq!(e.code(), Code::InvalidArgument, "{e:?}");
+        assert!(
+            e.message().contains(want),
+            "{:?} should mention {want:?}",
+            e.message()
+        );
+    }
+    // The daemon is still running and counting.
+    let s = status(&mut acq).await;
+    assert_eq!(s.frames_acquired, 7);
+    assert_eq!(
+        s.frames_rejected, 3,
+        "pixel type errors are rejected before reaching the source"
+    );
+    acq.stop(StopRequest {}).await.unwrap();
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn subscribers_get_full_data_or_8_bit_previews_of_any_stage() {
+    let server = TestServer::start(SMALL).await;
+    let mut acq = server.acquisition().await;
+    let mut frames = server.frames().await;
+    acq.start(start("")).await.unwrap();
+
+    let mut full = frames
+        .subscribe_frames(subscribe("gaussian", FrameFormat::Full, 0, 0))
+        .await
+        .unwrap()
+        .into_inner();
+    let mut last = None;
+    for _ in 0..3 {
+        let f = full.message().await.unwrap().unwrap();
+        assert_eq!(f.stage, "gaussian");
+        assert_eq!(
+            (f.width, f.height, f.pixel_type),
+            (128, 128, PixelType::F32 as i32)
+        );
+        assert_eq!(f.data.len(), 128 * 128 * 4);
+        let px: Vec<f32> = f
+            .data
+            .chunks_exact(4)
+            .map(|b| f32::from_le_bytes(b.try_into().unwrap()))
+            .collect();
+        // Smoothed camera counts sit around the calibrated offset (32979 ADU) and above.
+        let mean = px.iter().sum::<f32>() / px.len() as f32;
+        assert!(mean > 32_900.0 && mean < 40_000.0, "mean {mean}");
+        if let Some(prev) = last {
+            assert!(f.frame_number > prev);
+        }
+        last = Some(f.frame_number);
+    }
+    drop(full);
+
+    let mut preview = frames
+        .subscribe_frames(subscribe("raw", FrameFormat::Preview8bit, 2, 0))
+        .await
+        .unwrap()
+        .into_inner();
+    let p = preview.message().await.unwrap().unwrap();
+    assert_eq!(
+        (p.width, p.height, p.pixel_type),
+        (64, 64, PixelType::U8 as i32)
+    );
+    assert_eq!(p.data.len(), 64 * 64);
+    assert!(p.display_min < p.display_max);
+    assert!(
+        p.data.contains(&0) && p.data.contains(&255),
+        "the window spans the range"
+    );
+
+    let e = frames
+        .subscribe_frames(subscribe("denoised", FrameFormat::Full, 0, 0))
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Code::NotFound);
+    assert!(
+        e.message().contains("raw") && e.message().contains("gaussian"),
+        "{}",
+        e.message()
+    );
+    let e = frames
+        .subscribe_frames(subscribe("raw", FrameFormat::Full, 1000, 0))
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Code::InvalidArgument);
+    let e = frames
+        .subscribe_frames(subscribe("raw", FrameFormat::Full, 1, 100_000))
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Code::InvalidArgument);
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_subscriber_that_stops_reading_loses_its_own_frames_only() {
+    let server = TestServer::start(SMALL).await;
+    let mut acq = server.acquisition().await;
+    let mut frames = server.frames().await;
+    acq.start(start("")).await.unwrap();
+    // Subscribe and never read.
+    let _stalled = frames
+        .subscribe_frames(subscribe("raw", FrameFormat::Full, 1, 2))
+        .await
+        .unwrap()
+        .into_inner();
+    let s = wait_for(&mut acq, "drops for the stalled subscriber", |s| {
+        s.subscribers.iter().any(|sub| sub.frames_dropped >= 20)
+    })
+    .await;
+    let sub = &s.subscribers[0];
+    assert_eq!(sub.stage, "raw");
+    assert_eq!(sub.queue_capacity, 2);
+    // The pipeline kept going and lost nothing on its way.
+    let stopped = acq
+        .stop(StopRequest {})
+        .await
+        .unwrap()
+        .into_inner()
+        .status
+        .unwrap();
+    assert!(stage(&stopped, "gaussian").frames_out >= 20);
+    assert_eq!(stopped.frames_dropped_ring, 0);
+    assert_eq!(stopped.frames_lost_no_buffer, 0);
+    server.stop().await;
+}
+
+fn write_tiff(path: &std::path::Path, pages: &[Vec<u16>], w: u32, h: u32) {
+    let mut buf = Cursor::new(Vec::new());
+    let mut enc = tiff::encoder::TiffEncoder::new(&mut buf).unwrap();
+    for p in pages {
+        enc.write_image::<tiff::encoder::colortype::Gray16>(w, h, p)
+            .unwrap();
+    }
+    std::fs::write(path, buf.into_inner()).unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tiff_stacks_replay_through_the_pipeline_and_corrupt_files_are_refused() {
+    let dir = std::env::temp_dir().join(format!("scopepilot-replay-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let good = dir.join("good.tif");
+    let pages: Vec<Vec<u16>> = (0..4u16).map(|k| vec![100 * (k + 1); 16 * 8]).collect();
+    write_tiff(&good, &pages, 16, 8);
+    let corrupt = dir.join("corrupt.tif");
+    let bytes = std::fs::read(&good).unwrap();
+    std::fs::write(&corrupt, &bytes[..bytes.len() / 3]).unwrap();
+
+    for (path, ok) in [(&good, true), (&corrupt, false)] {
+        let config = format!(
+            "{SMALL}\n[source.replay]\npath = {:?}\nframe_rate_hz = 200.0\nloop = false\n",
+            path.display().to_string()
+        );
+        let server = TestServer::start(&config).await;
+        let mut acq = server.acquisition().await;
+        if !ok {
+            let e = acq.start(start("replay")).await.unwrap_err();
+            assert_eq!(e.code(), Code::FailedPrecondition);
+            assert!(e.message().contains("corrupt.tif"), "{}", e.message());
+            assert_eq!(status(&mut acq).await.state, 1, "still idle and serving");
+            server.stop().await;
+            continue;
+        }
+        let mut frames = server.frames().await;
+        let mut sub = frames
+            .subscribe_frames(subscribe("raw", FrameFormat::Full, 1, 16))
+            .await
+            .unwrap()
+            .into_inner();
+        acq.start(start("replay")).await.unwrap();
+        for (k, page) in pages.iter().enumerate() {
+            let f = sub.message().await.unwrap().unwrap();
+            assert_eq!(f.frame_number, k as u64);
+            let back: Vec<u16> = f
+                .data
+                .chunks_exact(2)
+                .map(|b| u16::from_le_bytes([b[0], b[1]]))
+                .collect();
+            assert_eq!(&back, page);
+        }
+        let s = wait_for(&mut acq, "the end of the stack", |s| s.source_finished).await;
+        assert_eq!(s.frames_acquired, 4);
+        server.stop().await;
+    }
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_ends_open_streams_with_unavailable_instead_of_hanging() {
+    let server = TestServer::start(SMALL).await;
+    let mut frames = server.frames().await;
+    // Idle acquisition: this subscription would wait forever for a frame.
+    let mut sub = frames
+        .subscribe_frames(subscribe("gaussian", FrameFormat::Full, 1, 1))
+        .await
+        .unwrap()
+        .into_inner();
+    let reader = tokio::spawn(async move { sub.message().await });
+    server.stop().await;
+    let e = reader.await.unwrap().unwrap_err();
+    assert_eq!(e.code(), Code::Unavailable, "{e:?}");
+    assert!(e.message().contains("shutting down"));
+}

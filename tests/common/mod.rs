@@ -1,0 +1,142 @@
+//! Test harness: the real gRPC server on an ephemeral loopback port, and tonic clients.
+
+#![allow(dead_code)]
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use scopepilot::config::Config;
+use scopepilot::daemon::Daemon;
+use scopepilot::proto::acquisition_client::AcquisitionClient;
+use scopepilot::proto::frames_client::FramesClient;
+use scopepilot::proto::{GetStatusRequest, GetStatusResponse};
+use tokio::sync::oneshot;
+use tonic::transport::Channel;
+
+/// A running server; shuts down (and stops acquisition) when dropped.
+pub struct TestServer {
+    pub addr: SocketAddr,
+    shutdown: Option<oneshot::Sender<()>>,
+    task: Option<tokio::task::JoinHandle<()>>,
+    pub daemon: std::sync::Arc<Daemon>,
+}
+
+/// A small, fast configuration: simulated 128x128 at 50 fps through a gaussian stage.
+pub const SMALL: &str = r#"
+[api]
+listen = "127.0.0.1:0"
+[acquisition]
+autostart = false
+ring_capacity = 16
+[source.simulated]
+width = 128
+height = 128
+frame_rate_hz = 50.0
+[[stages]]
+name = "gaussian"
+kind = "gaussian"
+input = "raw"
+queue = { capacity = 4, policy = "drop_oldest" }
+params = { sigma = 1.5 }
+"#;
+
+impl TestServer {
+    pub async fn start(config_toml: &str) -> Self {
+        let config = Config::from_toml(config_toml).expect("test config is valid");
+        let listener = tokio::net::TcpListener::bind(config.listen_addr().unwrap())
+            .await
+            .unwrap();
+        let addr = listener.local_addr().unwrap();
+        assert!(addr.ip().is_loopback());
+        let daemon = Daemon::new(config);
+        let (tx, rx) = oneshot::channel::<()>();
+        let d = daemon.clone();
+        let task = tokio::spawn(async move {
+            scopepilot::api::serve(d, listener, async {
+                let _ = rx.await;
+            })
+            .await
+            .unwrap();
+        });
+        Self {
+            addr,
+            shutdown: Some(tx),
+            task: Some(task),
+            daemon,
+        }
+    }
+
+    pub async fn channel(&self) -> Channel {
+        let url = format!("http://{}", self.addr);
+        for _ in 0..50 {
+            if let Ok(c) = Channel::from_shared(url.clone()).unwrap().connect().await {
+                return c;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        panic!("server at {url} did not accept connections");
+    }
+
+    pub async fn acquisition(&self) -> AcquisitionClient<Channel> {
+        AcquisitionClient::new(self.channel().await)
+    }
+
+    pub async fn frames(&self) -> FramesClient<Channel> {
+        FramesClient::new(self.channel().await).max_decoding_message_size(64 << 20)
+    }
+
+    pub async fn stop(mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        if let Some(t) = self.task.take() {
+            t.await.unwrap();
+        }
+        let d = self.daemon.clone();
+        let _ = tokio::task::spawn_blocking(move || d.stop()).await;
+    }
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        let _ = self.daemon.stop();
+    }
+}
+
+pub async fn status(client: &mut AcquisitionClient<Channel>) -> GetStatusResponse {
+    client
+        .get_status(GetStatusRequest {})
+        .await
+        .unwrap()
+        .into_inner()
+}
+
+/// Poll `GetStatus` until `cond` holds (functional wait, not a timing assertion).
+pub async fn wait_for(
+    client: &mut AcquisitionClient<Channel>,
+    what: &str,
+    cond: impl Fn(&GetStatusResponse) -> bool,
+) -> GetStatusResponse {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let s = status(client).await;
+        if cond(&s) {
+            return s;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "timed out waiting for {what}; last status: {s:#?}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+pub fn stage<'a>(s: &'a GetStatusResponse, name: &str) -> &'a scopepilot::proto::StageStatus {
+    s.stages
+        .iter()
+        .find(|st| st.name == name)
+        .unwrap_or_else(|| panic!("no stage {name} in {s:#?}"))
+}
