@@ -51,7 +51,7 @@ impl Default for SceneParams {
         Self {
             initial_nuclei: 40,
             max_nuclei: 90,
-            nucleus_radius_px: 12.0,
+            nucleus_radius_px: 13.5,
             nucleus_brightness_e: 1400.0,
             background_e: 140.0,
             motility_px_per_s: 3.0,
@@ -100,6 +100,10 @@ struct Nucleus {
     size: f32,
     /// Extra brightness after division, decaying back to 1.
     glow: f32,
+    /// Cell-to-cell variation of label expression (log-normal around 1).
+    expression: f32,
+    /// Cell-to-cell variation of nuclear size (around 1).
+    size_scale: f32,
     aspect: f32,
     angle: f32,
     angle_rate: f32,
@@ -188,14 +192,16 @@ impl Scene {
             vy: speed * rng.normal() as f32 / 2f32.sqrt(),
             size,
             glow: 1.0,
+            expression: (0.35 * rng.normal()).exp() as f32,
+            size_scale: (1.0 + 0.12 * rng.normal()).clamp(0.7, 1.3) as f32,
             aspect: rng.range(1.05, 1.4) as f32,
             angle: rng.range(0.0, PI as f64) as f32,
             angle_rate: rng.range(-0.05, 0.05) as f32,
             shape_phase: rng.range(0.0, std::f64::consts::TAU) as f32,
             texture: [
-                rng.range(0.15, 0.45) as f32,
+                rng.range(0.3, 0.9) as f32,
                 rng.range(0.0, std::f64::consts::TAU) as f32,
-                rng.range(0.15, 0.45) as f32,
+                rng.range(0.3, 0.9) as f32,
                 rng.range(0.0, std::f64::consts::TAU) as f32,
             ],
             next_mitosis_s,
@@ -303,8 +309,11 @@ impl Scene {
         for (k, sign) in [1.0f32, -1.0].into_iter().enumerate() {
             let next = self.time_s + p.division_interval_s as f64 * self.rng.range(0.7, 1.3);
             let id = self.add_nucleus(mother.x + sign * dx, mother.y + sign * dy, 0.7, next);
+            let expression = mother.expression * (0.1 * self.rng.normal()).exp() as f32;
             let d = self.nuclei.last_mut().expect("just added");
             d.glow = 1.5;
+            d.expression = expression;
+            d.size_scale = mother.size_scale;
             d.vx = mother.vx + sign * dx / 4.0;
             d.vy = mother.vy + sign * dy / 4.0;
             daughters[k] = id;
@@ -330,9 +339,9 @@ impl Scene {
         let bleach =
             (-(std::f64::consts::LN_2) * self.time_s / p.bleach_half_life_s as f64).exp() as f32;
         for n in &self.nuclei {
-            let r = p.nucleus_radius_px * n.size;
+            let r = p.nucleus_radius_px * n.size * n.size_scale;
             let wobble = 1.0 + 0.08 * (0.3 * self.time_s as f32 + n.shape_phase).sin();
-            let peak = p.nucleus_brightness_e * bleach * n.glow;
+            let peak = p.nucleus_brightness_e * bleach * n.glow * n.expression;
             let base = Blob {
                 x: n.x,
                 y: n.y,
@@ -376,8 +385,12 @@ impl Scene {
                 let rho = ((u / b.a).powi(2) + (v / b.b).powi(2)).sqrt();
                 let inside = 1.0 / (1.0 + ((rho - 1.0) * b.a.min(b.b) / edge).exp());
                 if inside > 1e-3 {
-                    // Chromatin texture: gentle low-frequency modulation.
-                    let texture = 1.0 + 0.25 * (k1 * u + p1).sin() * (k2 * v + p2).sin();
+                    // Chromatin texture: a gentle, irregular modulation.
+                    let texture = 1.0
+                        + 0.08
+                            * ((k1 * u + p1).sin()
+                                + (k2 * v + p2).sin()
+                                + (0.7 * (k1 * v - k2 * u) + p1).sin());
                     *px += b.peak * inside * texture;
                 }
             }
