@@ -254,7 +254,7 @@ impl Daemon {
             &self.config.stages,
             &self.taps,
         )
-        .map_err(|(i, e)| DaemonError::FailedPrecondition(format!("stages[{i}].{e}")))?;
+        .map_err(|e| DaemonError::FailedPrecondition(e.to_string()))?;
         let (source_thread, push, spec) = match pull_source {
             None => {
                 let input = PushInput::new(self.config.source.push, producer);

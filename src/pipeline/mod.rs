@@ -125,6 +125,30 @@ impl StageConfig {
     }
 }
 
+/// Why a pipeline could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum PipelineError {
+    /// A stage entry is invalid.
+    #[error("stages[{index}].{error}")]
+    Stage {
+        /// Position in `[[stages]]`.
+        index: usize,
+        /// What is wrong.
+        error: StageConfigError,
+    },
+    /// The taps were built for a different set of stages.
+    #[error("no subscriber hub for stream {0:?}")]
+    MissingTap(String),
+    /// The OS refused a thread.
+    #[error("cannot start thread {name}: {source}")]
+    Spawn {
+        /// Thread name.
+        name: String,
+        /// Why.
+        source: std::io::Error,
+    },
+}
+
 /// Stage entries with their inputs resolved, in order.
 pub fn resolve_inputs(
     stages: &[StageConfig],
@@ -244,11 +268,12 @@ impl Pipeline {
         ring_capacity: usize,
         stages: &[StageConfig],
         taps: &Taps,
-    ) -> Result<Self, (usize, StageConfigError)> {
-        let inputs = resolve_inputs(stages)?;
+    ) -> Result<Self, PipelineError> {
+        let stage_error = |(index, error)| PipelineError::Stage { index, error };
+        let inputs = resolve_inputs(stages).map_err(stage_error)?;
         let mut built = Vec::new();
         for (i, s) in stages.iter().enumerate() {
-            built.push(s.build().map_err(|e| (i, e))?);
+            built.push(s.build().map_err(|e| stage_error((i, e)))?);
         }
         let raw_stats = Arc::new(StageStats::default());
         let mut infos = vec![StageInfo {
@@ -276,33 +301,54 @@ impl Pipeline {
                 stats,
             });
         }
-        let mut output_of = |name: &str| {
+        let mut outputs = Vec::new();
+        for info in &infos {
             let hub = taps
-                .get(name)
-                .expect("taps are built from the same stages")
-                .clone();
-            Output::new(senders.remove(name).unwrap_or_default(), hub)
-        };
-        let stop = Arc::new(AtomicBool::new(false));
-        let mut threads = Vec::new();
-        let raw_output = output_of(RAW);
-        let stop2 = stop.clone();
-        threads.push(spawn_named("ingest", move || {
-            ingest_loop(ring, raw_output, &raw_stats, &stop2)
-        }));
-        for ((stage, rx), info) in built.into_iter().zip(receivers).zip(infos[1..].iter()) {
-            let output = output_of(&info.name);
-            let stats = info.stats.clone();
-            let name = info.name.clone();
-            threads.push(spawn_named(&format!("stage-{name}"), move || {
-                stage_loop(&name, stage, rx, output, &stats)
-            }));
+                .get(&info.name)
+                .ok_or_else(|| PipelineError::MissingTap(info.name.clone()))?;
+            outputs.push(Output::new(
+                senders.remove(&info.name).unwrap_or_default(),
+                hub.clone(),
+            ));
         }
-        Ok(Self {
-            threads,
-            stop,
+        // From here on, dropping `pipeline` (on error) tells the started threads to stop.
+        let mut pipeline = Self {
+            threads: Vec::new(),
+            stop: Arc::new(AtomicBool::new(false)),
             infos,
-        })
+        };
+        let mut outputs = outputs.into_iter();
+        let raw_output = outputs.next().expect("raw is always first");
+        let stop = pipeline.stop.clone();
+        pipeline.spawn("ingest".into(), move || {
+            ingest_loop(ring, raw_output, &raw_stats, &stop)
+        })?;
+        let stage_infos = pipeline.infos[1..].to_vec();
+        for (((stage, rx), info), output) in built
+            .into_iter()
+            .zip(receivers)
+            .zip(stage_infos)
+            .zip(outputs)
+        {
+            let name = info.name.clone();
+            pipeline.spawn(format!("stage-{name}"), move || {
+                stage_loop(&name, stage, rx, output, &info.stats)
+            })?;
+        }
+        Ok(pipeline)
+    }
+
+    fn spawn(
+        &mut self,
+        name: String,
+        f: impl FnOnce() + Send + 'static,
+    ) -> Result<(), PipelineError> {
+        let handle = std::thread::Builder::new()
+            .name(name.clone())
+            .spawn(f)
+            .map_err(|source| PipelineError::Spawn { name, source })?;
+        self.threads.push(handle);
+        Ok(())
     }
 
     /// Status of every stream, `raw` first.
@@ -326,13 +372,6 @@ impl Drop for Pipeline {
     fn drop(&mut self) {
         self.stop.store(true, Ordering::Relaxed);
     }
-}
-
-fn spawn_named(name: &str, f: impl FnOnce() + Send + 'static) -> JoinHandle<()> {
-    std::thread::Builder::new()
-        .name(name.to_string())
-        .spawn(f)
-        .expect("spawning a pipeline thread")
 }
 
 /// Ingest thread: moves frames from the ring to the `raw` stream until stopped and drained.
