@@ -98,6 +98,15 @@ impl PushHandle {
         let mut input = self.input.lock().unwrap_or_else(|e| e.into_inner());
         input.push(frame).map_err(DaemonError::InvalidArgument)
     }
+
+    /// Refuse a frame the API layer could not even decode; counted like any rejected frame.
+    pub fn reject(&self, problem: String) -> DaemonError {
+        self.input
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .count_rejected();
+        DaemonError::InvalidArgument(problem)
+    }
 }
 
 /// One stage's numbers in a status report.
@@ -468,6 +477,7 @@ impl Daemon {
             status.frames_acquired = load(&push.accepted);
             status.frames_lost_no_buffer = load(&push.lost_no_buffer);
             status.frames_rejected = load(&push.rejected);
+            status.spec = push.format();
         }
         status.acquisition_time = v.stopped.unwrap_or_else(Instant::now) - v.started;
         status.stages = v

@@ -138,9 +138,8 @@ impl frames_server::Frames for FramesApi {
                 _ = closed(self.closing.clone()) => return Err(shutting_down()),
             };
             let Some(msg) = msg else { break };
-            let pixel_type = pixel_type_from_proto(msg.pixel_type).map_err(|e| {
-                Status::invalid_argument(format!("frame {}: {e}", msg.frame_number))
-            })?;
+            let pixel_type = pixel_type_from_proto(msg.pixel_type)
+                .map_err(|e| handle.reject(format!("frame {}: {e}", msg.frame_number)))?;
             let frame = PushedFrame {
                 width: msg.width,
                 height: msg.height,

@@ -68,6 +68,15 @@ pub struct PushStats {
     pub rejected: AtomicU64,
     /// Valid frames lost because no buffer was free.
     pub lost_no_buffer: AtomicU64,
+    /// Format of the frames being pushed, once the first valid one arrived.
+    pub format: std::sync::Mutex<Option<FrameSpec>>,
+}
+
+impl PushStats {
+    /// Format of the frames being pushed, if any arrived.
+    pub fn format(&self) -> Option<FrameSpec> {
+        *self.format.lock().unwrap_or_else(|e| e.into_inner())
+    }
 }
 
 /// The receiving end of pushed frames, feeding the ingest ring.
@@ -149,6 +158,12 @@ impl PushInput {
         Ok(spec)
     }
 
+    /// Count a frame the caller rejected before it could be decoded (e.g. unknown pixel
+    /// type), so that every refused frame shows in the counters.
+    pub fn count_rejected(&self) {
+        self.stats.rejected.fetch_add(1, Ordering::Relaxed);
+    }
+
     /// Validate a frame and queue it. Never blocks.
     pub fn push(&mut self, f: &PushedFrame<'_>) -> Result<PushResult, String> {
         let spec = match self.validate(f) {
@@ -160,6 +175,7 @@ impl PushInput {
         };
         if self.pool.as_ref().is_none_or(|p| p.spec() != spec) {
             tracing::info!(%spec, "push source frame format set");
+            *self.stats.format.lock().unwrap_or_else(|e| e.into_inner()) = Some(spec);
             let n = self.config.pool_frames.max(2);
             self.pool = Some(FramePool::new(spec, n / 2, n));
         }
