@@ -142,6 +142,12 @@ impl FrameWriter<'_> {
     pub fn publish(self) -> Frame {
         Frame(self.slot.clone())
     }
+
+    /// For sources: stamp the arrival time now (the frame is complete in memory) and share it.
+    pub fn publish_arrived(mut self) -> Frame {
+        self.meta_mut().arrival = std::time::Instant::now();
+        self.publish()
+    }
 }
 
 #[cfg(test)]

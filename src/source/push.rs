@@ -188,7 +188,6 @@ impl PushInput {
         meta.frame_number = f.frame_number;
         meta.camera_timestamp_ns = f.timestamp_ns;
         meta.exposure_us = f.exposure_us;
-        meta.arrival = std::time::Instant::now();
         meta.synthetic = false;
         match pixels {
             Pixels::U8(dst) => dst.copy_from_slice(f.data),
@@ -202,7 +201,7 @@ impl PushInput {
                 .for_each(|(d, b)| *d = f32::from_le_bytes([b[0], b[1], b[2], b[3]])),
         }
         self.stats.accepted.fetch_add(1, Ordering::Relaxed);
-        Ok(match self.ring.push(writer.publish()) {
+        Ok(match self.ring.push(writer.publish_arrived()) {
             PushOutcome::DroppedNewest => PushResult::DroppedByRing,
             _ => PushResult::Queued,
         })

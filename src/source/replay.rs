@@ -195,7 +195,6 @@ impl FrameSource for ReplaySource {
         let (meta, pixels) = writer.parts_mut();
         meta.frame_number = n;
         meta.camera_timestamp_ns = self.time_ns;
-        meta.arrival = std::time::Instant::now();
         meta.synthetic = false;
         match (pixels, self.stack.page((n % pages) as usize)) {
             (Pixels::U8(dst), Pixels::U8(src)) => dst.copy_from_slice(src),
@@ -206,7 +205,7 @@ impl FrameSource for ReplaySource {
                 ));
             }
         }
-        Ok(Capture::Frame(writer.publish()))
+        Ok(Capture::Frame(writer.publish_arrived()))
     }
 }
 

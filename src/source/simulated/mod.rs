@@ -195,7 +195,6 @@ impl FrameSource for SimulatedSource {
         let (meta, pixels) = writer.parts_mut();
         meta.frame_number = frame_number;
         meta.camera_timestamp_ns = (self.scene.time_s() * 1e9) as u64;
-        meta.arrival = std::time::Instant::now();
         meta.exposure_us = self.config.exposure_us;
         meta.synthetic = false;
         let Pixels::U16(out) = pixels else {
@@ -208,7 +207,7 @@ impl FrameSource for SimulatedSource {
         self.config
             .camera
             .expose(&self.expected_e, &self.normals, &mut rng, out);
-        Ok(Capture::Frame(writer.publish()))
+        Ok(Capture::Frame(writer.publish_arrived()))
     }
 }
 
