@@ -159,6 +159,8 @@ pub struct Status {
     pub frames_lost_no_buffer: u64,
     /// Frames the ring dropped by its overflow policy.
     pub frames_dropped_ring: u64,
+    /// Frame slots the source missed because it could not keep its frame rate.
+    pub frames_late: u64,
     /// Frames in the ring now.
     pub ring_depth: u64,
     /// Ring capacity.
@@ -446,6 +448,7 @@ impl Daemon {
             frames_acquired: 0,
             frames_lost_no_buffer: 0,
             frames_dropped_ring: 0,
+            frames_late: 0,
             ring_depth: 0,
             ring_capacity: self.config.acquisition.ring_capacity as u64,
             ring_policy: self.config.acquisition.ring_policy.name().into(),
@@ -471,6 +474,7 @@ impl Daemon {
         if let Some(src) = &v.source {
             status.frames_acquired = load(&src.captured);
             status.frames_lost_no_buffer = load(&src.lost_no_buffer);
+            status.frames_late = load(&src.late);
             status.source_finished = src.finished.load(Ordering::Relaxed);
         }
         if let Some(push) = &v.push {
@@ -543,6 +547,10 @@ fn drop_counters(s: &Status) -> Vec<(String, u64)> {
     let mut out = vec![
         ("ring".to_string(), s.frames_dropped_ring),
         ("source buffers".to_string(), s.frames_lost_no_buffer),
+        (
+            "late frames (source below its frame rate)".to_string(),
+            s.frames_late,
+        ),
     ];
     out.extend(
         s.stages

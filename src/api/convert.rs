@@ -62,6 +62,7 @@ pub fn status_to_proto(s: &crate::daemon::Status) -> proto::GetStatusResponse {
         frames_acquired: s.frames_acquired,
         frames_lost_no_buffer: s.frames_lost_no_buffer,
         frames_dropped_ring: s.frames_dropped_ring,
+        frames_late: s.frames_late,
         ring_depth: s.ring_depth,
         ring_capacity: s.ring_capacity,
         ring_policy: s.ring_policy.clone(),

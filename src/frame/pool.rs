@@ -25,7 +25,6 @@ pub struct FramePool {
     spec: FrameSpec,
     slots: Vec<Arc<FrameSlot>>,
     max_slots: usize,
-    cursor: usize,
     stats: Arc<FramePoolStats>,
 }
 
@@ -43,7 +42,6 @@ impl FramePool {
             spec,
             slots,
             max_slots,
-            cursor: 0,
             stats,
         }
     }
@@ -81,21 +79,22 @@ impl FramePool {
 
     /// Exclusive access to a free slot, or `None` (counted) when every slot is in use and the
     /// pool may not grow. Never blocks.
+    ///
+    /// The lowest free slot is taken, so a lightly loaded pipeline keeps reusing the same few
+    /// (cache-warm) buffers.
     pub fn acquire(&mut self) -> Option<FrameWriter<'_>> {
-        let n = self.slots.len();
-        for k in 0..n {
-            let i = (self.cursor + k) % n;
-            if Arc::get_mut(&mut self.slots[i]).is_some() {
-                self.cursor = (i + 1) % n;
-                return Some(FrameWriter {
-                    slot: &mut self.slots[i],
-                });
-            }
+        if let Some(i) = self
+            .slots
+            .iter_mut()
+            .position(|s| Arc::get_mut(s).is_some())
+        {
+            return Some(FrameWriter {
+                slot: &mut self.slots[i],
+            });
         }
-        if n < self.max_slots {
+        if self.slots.len() < self.max_slots {
             self.slots.push(Self::new_slot(self.spec));
             self.stats.allocated.fetch_add(1, Ordering::Relaxed);
-            self.cursor = 0;
             return Some(FrameWriter {
                 slot: self.slots.last_mut().expect("slot just pushed"),
             });

@@ -62,6 +62,12 @@ pub trait FrameSource: Send {
     /// Implementations return [`Capture::Idle`] instead of sleeping for long, so that the
     /// camera thread can notice a stop request within a few milliseconds.
     fn capture(&mut self, pool: &mut FramePool) -> Result<Capture, SourceError>;
+
+    /// Frame slots missed because the source could not keep its frame rate (0 for sources
+    /// that do not pace themselves).
+    fn late_frames(&self) -> u64 {
+        0
+    }
 }
 
 /// The frame interval of a running source, changeable from any thread while it runs.

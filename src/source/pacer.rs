@@ -45,14 +45,15 @@ impl Pacer {
         let mut next = due + interval;
         let now = Instant::now();
         if next + interval < now {
-            self.late += 1;
+            // Whole frame slots that passed while the source was busy.
+            self.late += ((now - next).as_nanos() / interval.as_nanos().max(1)) as u64;
             next = now + interval;
         }
         self.next = Some(next);
         Some(interval)
     }
 
-    /// Frames that could not be produced on schedule.
+    /// Frame slots that passed without a frame because the source could not keep up.
     pub fn late(&self) -> u64 {
         self.late
     }
@@ -81,6 +82,15 @@ mod tests {
             got = pacer.wait();
         }
         assert_eq!(got, Some(Duration::from_millis(1)));
+    }
+
+    #[test]
+    fn a_source_slower_than_its_rate_counts_the_missed_slots() {
+        let mut pacer = Pacer::new(FrameInterval::new(Duration::from_millis(2)));
+        assert!(pacer.wait().is_some());
+        std::thread::sleep(Duration::from_millis(12)); // a frame that took 6 intervals
+        while pacer.wait().is_none() {}
+        assert!(pacer.late() >= 3, "late {}", pacer.late());
     }
 
     #[test]

@@ -176,6 +176,10 @@ impl FrameSource for ReplaySource {
         self.stack.spec()
     }
 
+    fn late_frames(&self) -> u64 {
+        self.pacer.late()
+    }
+
     fn capture(&mut self, pool: &mut FramePool) -> Result<Capture, SourceError> {
         let n = self.next_frame_number;
         let pages = self.stack.len() as u64;

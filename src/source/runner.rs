@@ -18,6 +18,8 @@ pub struct SourceStats {
     pub captured: AtomicU64,
     /// Frames exposed but lost because no buffer was free.
     pub lost_no_buffer: AtomicU64,
+    /// Frame slots missed because the source could not keep its frame rate.
+    pub late: AtomicU64,
     /// Capture errors (the source stops at the first one).
     pub errors: AtomicU64,
     /// Set once the source has no more frames or failed.
@@ -47,7 +49,9 @@ impl SourceThread {
             .name(format!("camera-{}", source.kind()))
             .spawn(move || {
                 while !stop2.load(Ordering::Relaxed) {
-                    match source.capture(&mut pool) {
+                    let result = source.capture(&mut pool);
+                    stats2.late.store(source.late_frames(), Ordering::Relaxed);
+                    match result {
                         Ok(Capture::Frame(frame)) => {
                             stats2.captured.fetch_add(1, Ordering::Relaxed);
                             ring.push(frame);

@@ -77,7 +77,8 @@ impl CameraModel {
             let electrons = poisson_small(lambda, rng) as f32;
             self.offset_adu + g * electrons + self.read_noise_adu * z
         };
-        adu.round().clamp(0.0, u16::MAX as f32) as u16
+        // Round half up; cheaper than `round()` (a libm call) and the same for values >= 0.
+        (adu.clamp(0.0, u16::MAX as f32) + 0.5) as u16
     }
 }
 

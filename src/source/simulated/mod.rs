@@ -162,11 +162,6 @@ impl SimulatedSource {
     pub fn scene(&self) -> &Scene {
         &self.scene
     }
-
-    /// Frames the source could not produce on schedule (the machine was too slow).
-    pub fn late_frames(&self) -> u64 {
-        self.pacer.late()
-    }
 }
 
 impl FrameSource for SimulatedSource {
@@ -176,6 +171,10 @@ impl FrameSource for SimulatedSource {
 
     fn spec(&self) -> FrameSpec {
         FrameSpec::new(self.config.width, self.config.height, PixelType::U16)
+    }
+
+    fn late_frames(&self) -> u64 {
+        self.pacer.late()
     }
 
     fn capture(&mut self, pool: &mut FramePool) -> Result<Capture, SourceError> {

@@ -108,7 +108,8 @@ struct Nucleus {
     angle: f32,
     angle_rate: f32,
     shape_phase: f32,
-    texture: [f32; 4],
+    /// Where this nucleus samples the chromatin texture tile.
+    texture_offset: [f32; 2],
     next_mitosis_s: f64,
     mitosis: Option<Mitosis>,
 }
@@ -122,7 +123,7 @@ struct Blob {
     b: f32,
     angle: f32,
     peak: f32,
-    texture: [f32; 4],
+    texture_offset: [f32; 2],
 }
 
 /// The simulated specimen.
@@ -137,6 +138,8 @@ pub struct Scene {
     next_id: u32,
     divisions: VecDeque<DivisionEvent>,
     background: Vec<f32>,
+    /// Periodic chromatin texture (zero mean, unit variance), shared by all nuclei.
+    texture: Vec<f32>,
     drift: (f32, f32),
 }
 
@@ -154,6 +157,7 @@ impl Scene {
             })
             .collect();
         let drift_angle = rng.range(0.0, std::f64::consts::TAU) as f32;
+        let texture = chromatin_tile(&mut rng);
         let mut scene = Self {
             params,
             width,
@@ -163,6 +167,7 @@ impl Scene {
             next_id: 1,
             divisions: VecDeque::with_capacity(DIVISION_HISTORY),
             background,
+            texture,
             drift: (
                 params.drift_px_per_s * drift_angle.cos(),
                 params.drift_px_per_s * drift_angle.sin(),
@@ -198,11 +203,9 @@ impl Scene {
             angle: rng.range(0.0, PI as f64) as f32,
             angle_rate: rng.range(-0.05, 0.05) as f32,
             shape_phase: rng.range(0.0, std::f64::consts::TAU) as f32,
-            texture: [
-                rng.range(0.3, 0.9) as f32,
-                rng.range(0.0, std::f64::consts::TAU) as f32,
-                rng.range(0.3, 0.9) as f32,
-                rng.range(0.0, std::f64::consts::TAU) as f32,
+            texture_offset: [
+                rng.range(0.0, TILE as f64) as f32,
+                rng.range(0.0, TILE as f64) as f32,
             ],
             next_mitosis_s,
             mitosis: None,
@@ -349,7 +352,7 @@ impl Scene {
                 b: r / n.aspect.sqrt(),
                 angle: n.angle,
                 peak,
-                texture: n.texture,
+                texture_offset: n.texture_offset,
             };
             match n.mitosis {
                 None => self.draw(out, base),
@@ -363,9 +366,14 @@ impl Scene {
         }
     }
 
+    /// Add one soft-edged, textured ellipse. The edge is a smoothstep over a band of +-2 px
+    /// around the boundary (compact support: pixels outside the band cost a compare), and the
+    /// texture is a table lookup.
     fn draw(&self, out: &mut [f32], b: Blob) {
-        let edge = 1.5f32; // soft boundary width, pixels
-        let reach = b.a.max(b.b) + 4.0 * edge;
+        let band = 2.0 / b.a.min(b.b); // half-width of the edge band, in units of the radius
+        let (r_in, r_out) = ((1.0 - band).max(0.0), 1.0 + band);
+        let (r_in2, r_out2) = (r_in * r_in, r_out * r_out);
+        let reach = b.a.max(b.b) * r_out;
         let x0 = ((b.x - reach).floor().max(0.0)) as usize;
         let y0 = ((b.y - reach).floor().max(0.0)) as usize;
         let x1 = ((b.x + reach).ceil().min(self.width as f32 - 1.0)).max(-1.0) as isize;
@@ -374,7 +382,9 @@ impl Scene {
             return;
         }
         let (s, c) = b.angle.sin_cos();
-        let [k1, p1, k2, p2] = b.texture;
+        let (inv_a2, inv_b2) = (1.0 / (b.a * b.a), 1.0 / (b.b * b.b));
+        let [ox, oy] = b.texture_offset;
+        let mask = TILE - 1;
         for y in y0..=y1 as usize {
             let dy = y as f32 - b.y;
             let row = &mut out[y * self.width..(y + 1) * self.width];
@@ -382,20 +392,55 @@ impl Scene {
                 let dx = x as f32 - b.x;
                 let u = c * dx + s * dy;
                 let v = -s * dx + c * dy;
-                let rho = ((u / b.a).powi(2) + (v / b.b).powi(2)).sqrt();
-                let inside = 1.0 / (1.0 + ((rho - 1.0) * b.a.min(b.b) / edge).exp());
-                if inside > 1e-3 {
-                    // Chromatin texture: a gentle, irregular modulation.
-                    let texture = 1.0
-                        + 0.08
-                            * ((k1 * u + p1).sin()
-                                + (k2 * v + p2).sin()
-                                + (0.7 * (k1 * v - k2 * u) + p1).sin());
-                    *px += b.peak * inside * texture;
+                let rho2 = u * u * inv_a2 + v * v * inv_b2;
+                if rho2 >= r_out2 {
+                    continue;
                 }
+                let inside = if rho2 <= r_in2 {
+                    1.0
+                } else {
+                    let t = ((r_out - rho2.sqrt()) / (r_out - r_in)).clamp(0.0, 1.0);
+                    t * t * (3.0 - 2.0 * t)
+                };
+                // The texture moves and turns with the nucleus (sampled in its own frame).
+                // Shifted positive so that truncation is a floor.
+                let tx = ((u + ox + TEXTURE_SHIFT) as usize) & mask;
+                let ty = ((v + oy + TEXTURE_SHIFT) as usize) & mask;
+                *px += b.peak * inside * (1.0 + 0.15 * self.texture[ty * TILE + tx]);
             }
         }
     }
+}
+
+/// Side of the chromatin texture tile (a power of two, so lookups wrap with a mask).
+const TILE: usize = 64;
+/// A multiple of `TILE` larger than any nucleus, added before truncating texture coordinates.
+const TEXTURE_SHIFT: f32 = (TILE * 64) as f32;
+
+/// A periodic tile of smooth random texture: white noise blurred by three passes of a
+/// wrap-around box filter (about a 1.4 px Gaussian), normalised to zero mean, unit variance.
+fn chromatin_tile(rng: &mut Rng) -> Vec<f32> {
+    let mut t: Vec<f32> = (0..TILE * TILE).map(|_| rng.normal() as f32).collect();
+    let mut tmp = vec![0.0f32; TILE * TILE];
+    for _ in 0..3 {
+        for y in 0..TILE {
+            for x in 0..TILE {
+                let at = |dx: usize| t[y * TILE + (x + dx) % TILE];
+                tmp[y * TILE + x] = (at(TILE - 1) + at(0) + at(1)) / 3.0;
+            }
+        }
+        for y in 0..TILE {
+            for x in 0..TILE {
+                let at = |dy: usize| tmp[((y + dy) % TILE) * TILE + x];
+                t[y * TILE + x] = (at(TILE - 1) + at(0) + at(1)) / 3.0;
+            }
+        }
+    }
+    let n = t.len() as f32;
+    let mean = t.iter().sum::<f32>() / n;
+    let sd = (t.iter().map(|v| (v - mean).powi(2)).sum::<f32>() / n).sqrt();
+    t.iter_mut().for_each(|v| *v = (*v - mean) / sd);
+    t
 }
 
 /// The blobs a nucleus shows at `progress` (0..1) through mitosis.
