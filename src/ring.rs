@@ -269,12 +269,7 @@ impl IngestConsumer {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::frame::{FrameMeta, FrameSpec, PixelType, Pixels};
-
-    fn frame(n: u64) -> Frame {
-        let spec = FrameSpec::new(1, 1, PixelType::U8);
-        Frame::standalone(spec, FrameMeta::arriving_now(n, 0), Pixels::U8(vec![0]))
-    }
+    use crate::frame::tiny_test_frame as frame;
 
     fn drain(c: &IngestConsumer) -> Vec<u64> {
         std::iter::from_fn(|| c.try_pop())

@@ -3,15 +3,9 @@
 
 mod common;
 
-use common::{SMALL, TestServer, stage, status, wait_for};
-use scopepilot::proto::{AcquisitionState, SetFrameIntervalRequest, StartRequest, StopRequest};
+use common::{SMALL, TestServer, stage, start, status, wait_for};
+use scopepilot::proto::{AcquisitionState, SetFrameIntervalRequest, StopRequest};
 use tonic::Code;
-
-fn start(source: &str) -> StartRequest {
-    StartRequest {
-        source: source.into(),
-    }
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn frames_flow_through_the_gaussian_stage_and_every_frame_is_accounted_for() {

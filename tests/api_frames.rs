@@ -6,17 +6,11 @@ mod common;
 use std::io::Cursor;
 use std::time::Duration;
 
-use common::{SMALL, TestServer, stage, status, wait_for};
+use common::{SMALL, TestServer, stage, start, status, wait_for};
 use scopepilot::proto::{
-    FrameFormat, PixelType, PushFramesRequest, StartRequest, StopRequest, SubscribeFramesRequest,
+    FrameFormat, PixelType, PushFramesRequest, StopRequest, SubscribeFramesRequest,
 };
 use tonic::Code;
-
-fn start(source: &str) -> StartRequest {
-    StartRequest {
-        source: source.into(),
-    }
-}
 
 fn u16_frame(n: u64, w: u32, h: u32) -> (PushFramesRequest, Vec<u16>) {
     let pixels: Vec<u16> = (0..w * h)

@@ -192,6 +192,13 @@ impl FrameMeta {
     }
 }
 
+/// A 1x1 frame numbered `n`, for unit tests of queues and rings.
+#[cfg(test)]
+pub(crate) fn tiny_test_frame(n: u64) -> Frame {
+    let spec = FrameSpec::new(1, 1, PixelType::U8);
+    Frame::standalone(spec, FrameMeta::arriving_now(n, 0), Pixels::U8(vec![0]))
+}
+
 /// The contents of a pool slot.
 #[derive(Debug)]
 pub(crate) struct FrameSlot {

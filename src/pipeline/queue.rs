@@ -7,7 +7,7 @@
 //!   dropped.
 
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use crossbeam_channel::{Receiver, Sender, TrySendError, bounded};
 use serde::Deserialize;
@@ -75,7 +75,6 @@ pub struct QueueSender {
     /// Only the dropping policies hold a receiver to evict with; a blocking sender must see
     /// the channel disconnect when the stage goes, or it could wait forever.
     evict: Option<Receiver<Frame>>,
-    policy: QueuePolicy,
     stats: Arc<StageStats>,
 }
 
@@ -86,34 +85,43 @@ pub fn stage_queue(config: QueueConfig, stats: Arc<StageStats>) -> (QueueSender,
         QueueSender {
             tx,
             evict: (config.policy != QueuePolicy::Block).then(|| rx.clone()),
-            policy: config.policy,
             stats,
         },
         rx,
     )
 }
 
+/// Queue `frame` without blocking: while the channel is full, evict its oldest frame (counted
+/// in `dropped`) and retry. `evict` is a receiver of the same channel. Returns false when
+/// every receiver is gone.
+pub fn send_evicting_oldest(
+    tx: &Sender<Frame>,
+    evict: &Receiver<Frame>,
+    frame: Frame,
+    dropped: &AtomicU64,
+) -> bool {
+    let mut frame = frame;
+    loop {
+        match tx.try_send(frame) {
+            Ok(()) => return true,
+            Err(TrySendError::Disconnected(_)) => return false,
+            Err(TrySendError::Full(back)) => {
+                if evict.try_recv().is_ok() {
+                    dropped.fetch_add(1, Ordering::Relaxed);
+                }
+                frame = back;
+            }
+        }
+    }
+}
+
 impl QueueSender {
     /// Queue a frame according to the policy. Returns false once the stage has gone.
     pub fn send(&self, frame: Frame) -> bool {
         let stats = &self.stats;
-        let sent = match self.policy {
-            QueuePolicy::Block => self.tx.send(frame).is_ok(),
-            QueuePolicy::DropOldest | QueuePolicy::Latest => {
-                let mut frame = frame;
-                loop {
-                    match self.tx.try_send(frame) {
-                        Ok(()) => break true,
-                        Err(TrySendError::Disconnected(_)) => break false,
-                        Err(TrySendError::Full(f)) => {
-                            if self.evict.as_ref().is_some_and(|e| e.try_recv().is_ok()) {
-                                stats.dropped.fetch_add(1, Ordering::Relaxed);
-                            }
-                            frame = f;
-                        }
-                    }
-                }
-            }
+        let sent = match &self.evict {
+            None => self.tx.send(frame).is_ok(),
+            Some(evict) => send_evicting_oldest(&self.tx, evict, frame, &stats.dropped),
         };
         if sent {
             stats.enqueued.fetch_add(1, Ordering::Relaxed);
@@ -125,15 +133,7 @@ impl QueueSender {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::frame::{FrameMeta, FrameSpec, PixelType, Pixels};
-
-    fn frame(n: u64) -> Frame {
-        Frame::standalone(
-            FrameSpec::new(1, 1, PixelType::U8),
-            FrameMeta::arriving_now(n, 0),
-            Pixels::U8(vec![0]),
-        )
-    }
+    use crate::frame::tiny_test_frame as frame;
 
     #[test]
     fn drop_oldest_keeps_the_newest_and_counts() {

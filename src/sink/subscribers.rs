@@ -8,9 +8,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
-use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, TrySendError, bounded};
+use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, bounded};
 
 use crate::frame::Frame;
+use crate::pipeline::queue::send_evicting_oldest;
 
 /// Counters of one subscriber.
 #[derive(Debug, Default)]
@@ -100,20 +101,9 @@ impl SubscriberHub {
     pub fn publish(&self, frame: &Frame) {
         let subscribers = self.lock();
         for s in subscribers.iter() {
-            let mut f = frame.clone();
-            loop {
-                match s.tx.try_send(f) {
-                    Ok(()) => break,
-                    Err(TrySendError::Disconnected(_)) => break,
-                    Err(TrySendError::Full(back)) => {
-                        if s.evict.try_recv().is_ok() {
-                            s.stats.dropped.fetch_add(1, Ordering::Relaxed);
-                        }
-                        f = back;
-                    }
-                }
+            if send_evicting_oldest(&s.tx, &s.evict, frame.clone(), &s.stats.dropped) {
+                s.stats.queued.fetch_add(1, Ordering::Relaxed);
             }
-            s.stats.queued.fetch_add(1, Ordering::Relaxed);
         }
     }
 
@@ -193,15 +183,7 @@ impl Drop for Subscription {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::frame::{FrameMeta, FrameSpec, PixelType, Pixels};
-
-    fn frame(n: u64) -> Frame {
-        Frame::standalone(
-            FrameSpec::new(1, 1, PixelType::U8),
-            FrameMeta::arriving_now(n, 0),
-            Pixels::U8(vec![0]),
-        )
-    }
+    use crate::frame::tiny_test_frame as frame;
 
     #[test]
     fn a_slow_subscriber_loses_only_its_own_frames() {

@@ -9,7 +9,7 @@ use scopepilot::config::Config;
 use scopepilot::daemon::Daemon;
 use scopepilot::proto::acquisition_client::AcquisitionClient;
 use scopepilot::proto::frames_client::FramesClient;
-use scopepilot::proto::{GetStatusRequest, GetStatusResponse};
+use scopepilot::proto::{GetStatusRequest, GetStatusResponse, StartRequest};
 use tokio::sync::oneshot;
 use tonic::transport::Channel;
 
@@ -103,6 +103,12 @@ impl Drop for TestServer {
             let _ = tx.send(());
         }
         let _ = self.daemon.stop();
+    }
+}
+
+pub fn start(source: &str) -> StartRequest {
+    StartRequest {
+        source: source.into(),
     }
 }
 
