@@ -20,7 +20,7 @@ python="${PYTHON:-python3}"
 venv="${SCOPEPILOT_VENV:-$root/.venv}"
 stamp="$venv/.requirements.sha256"
 
-DEFAULT_REQUIREMENTS=(requirements-test.txt)
+DEFAULT_REQUIREMENTS=(requirements-runtime.txt requirements-test.txt)
 
 if [[ -n "${SCOPEPILOT_REQUIREMENTS:-}" ]]; then
     read -r -a reqs <<<"$SCOPEPILOT_REQUIREMENTS"

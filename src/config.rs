@@ -198,6 +198,8 @@ pub struct Config {
     pub stages: Vec<StageConfig>,
     /// `[subscribers]`.
     pub subscribers: SubscribersConfig,
+    /// `[inference]`: ONNX Runtime (library, execution provider, threads).
+    pub inference: crate::inference::InferenceConfig,
     /// `[log]`.
     pub log: LogConfig,
 }
@@ -354,6 +356,7 @@ mod tests {
                 "subscribers.queue_capacity",
             ),
             ("[acquisition\nautostart = true", "TOML parse error"),
+            ("[inference]\nprovider = \"tpu\"", "tpu"),
         ];
         for (text, want) in cases {
             let e = err(text);

@@ -22,6 +22,7 @@ pub mod app;
 pub mod config;
 pub mod daemon;
 pub mod frame;
+pub mod inference;
 pub mod latency;
 pub mod pipeline;
 pub mod proto;

@@ -1,0 +1,128 @@
+//! ONNX Runtime through `ort` with the library from the project's venv: a real model runs and
+//! matches an independent computation; broken models and unavailable GPUs give clear errors.
+//! Needs `scripts/setup-venv.sh` (it installs the onnxruntime wheel); `scripts/test.sh` runs it.
+
+use std::path::PathBuf;
+
+use scopepilot::inference::{ImageModel, InferenceConfig, OrtRuntime, ProviderKind};
+
+fn data(name: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/data")
+        .join(name)
+}
+
+fn runtime() -> std::sync::Arc<OrtRuntime> {
+    OrtRuntime::get_or_init(&InferenceConfig::default())
+        .unwrap_or_else(|e| panic!("{e}\n(run scripts/setup-venv.sh first)"))
+}
+
+/// 3x3 mean with zero padding, computed directly.
+fn box3(img: &[f32], h: usize, w: usize) -> Vec<f32> {
+    let at = |y: isize, x: isize| {
+        if y < 0 || x < 0 || y >= h as isize || x >= w as isize {
+            0.0
+        } else {
+            img[y as usize * w + x as usize]
+        }
+    };
+    let mut out = vec![0.0; h * w];
+    for y in 0..h as isize {
+        for x in 0..w as isize {
+            let mut s = 0.0;
+            for dy in -1..=1 {
+                for dx in -1..=1 {
+                    s += at(y + dy, x + dx);
+                }
+            }
+            out[y as usize * w + x as usize] = s / 9.0;
+        }
+    }
+    out
+}
+
+#[test]
+fn a_real_model_runs_on_cpu_and_matches_an_independent_computation() {
+    let rt = runtime();
+    assert!(rt.library().to_string_lossy().contains("libonnxruntime.so"));
+    let mut model = ImageModel::load(&rt, &data("box3.onnx"), &InferenceConfig::default()).unwrap();
+    assert_eq!(model.provider().used, ProviderKind::Cpu);
+    assert_eq!(model.input_name(), "image");
+    // Any frame size: the model's spatial axes are dynamic.
+    for (h, w) in [(37usize, 53usize), (8, 8)] {
+        let img: Vec<f32> = (0..h * w).map(|i| ((i * 7919) % 1000) as f32).collect();
+        let mut out = vec![0.0; h * w];
+        model.run(&img, h, w, &mut out).unwrap();
+        let want = box3(&img, h, w);
+        let worst = out
+            .iter()
+            .zip(&want)
+            .map(|(a, b)| (a - b).abs())
+            .fold(0.0, f32::max);
+        assert!(worst < 1e-3, "{h}x{w}: max difference {worst}");
+    }
+    let mut small = vec![0.0; 3];
+    let e = model.run(&[0.0; 4], 2, 2, &mut small).unwrap_err();
+    assert!(e.to_string().contains("do not fit"), "{e}");
+}
+
+#[test]
+fn broken_and_missing_models_are_rejected_with_a_reason() {
+    let rt = runtime();
+    let config = InferenceConfig::default();
+    let dir = std::env::temp_dir().join(format!("scopepilot-models-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let corrupt = dir.join("corrupt.onnx");
+    let mut bytes = std::fs::read(data("box3.onnx")).unwrap();
+    bytes.truncate(bytes.len() / 2);
+    std::fs::write(&corrupt, &bytes).unwrap();
+    let e = ImageModel::load(&rt, &corrupt, &config)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("corrupt.onnx") && e.contains("not a loadable ONNX model"),
+        "{e}"
+    );
+    let garbage = dir.join("garbage.onnx");
+    std::fs::write(&garbage, b"this is not protobuf at all").unwrap();
+    assert!(ImageModel::load(&rt, &garbage, &config).is_err());
+    let e = ImageModel::load(&rt, &dir.join("missing.onnx"), &config)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("missing.onnx") && e.contains("not found"), "{e}");
+    // The runtime is still usable afterwards.
+    assert!(ImageModel::load(&rt, &data("box3.onnx"), &config).is_ok());
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[test]
+fn a_gpu_provider_without_a_gpu_falls_back_to_cpu_unless_required() {
+    // The CPU wheel has no CUDA provider and this machine has no GPU.
+    let rt = runtime();
+    let wants_cuda = InferenceConfig {
+        provider: ProviderKind::Cuda,
+        ..InferenceConfig::default()
+    };
+    let model = ImageModel::load(&rt, &data("box3.onnx"), &wants_cuda)
+        .expect("falls back instead of failing");
+    let p = model.provider();
+    assert_eq!(p.requested, ProviderKind::Cuda);
+    if std::env::var_os("SCOPEPILOT_EXPECT_GPU").is_some() {
+        assert_eq!(
+            p.used,
+            ProviderKind::Cuda,
+            "a GPU machine with onnxruntime-gpu must use CUDA"
+        );
+        return;
+    }
+    assert_eq!(p.used, ProviderKind::Cpu);
+    assert!(p.fallback_reason.as_deref().is_some_and(|r| !r.is_empty()));
+    let required = InferenceConfig {
+        require_gpu: true,
+        ..wants_cuda.clone()
+    };
+    let e = ImageModel::load(&rt, &data("box3.onnx"), &required)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("require_gpu"), "{e}");
+}
