@@ -24,7 +24,7 @@ use scopepilot::pipeline::output::Output;
 use scopepilot::pipeline::queue::QueueConfig;
 use scopepilot::pipeline::stage::{Emitter, Stage};
 use scopepilot::pipeline::stats::StageStats;
-use scopepilot::pipeline::{Pipeline, StageConfig, StageKind, Taps};
+use scopepilot::pipeline::{Pipeline, StageConfig, StageContext, StageKind, Taps};
 use scopepilot::ring::{OverflowPolicy, ingest_ring};
 use scopepilot::sink::subscribers::SubscriberHub;
 
@@ -63,8 +63,15 @@ fn pipeline_latency(c: &mut Criterion) {
         let taps = Taps::new(&stages);
         let (mut producer, consumer) = ingest_ring(RING_CAPACITY, OverflowPolicy::DropOldest);
         let subscription = taps.get(stream).expect("stream exists").subscribe(4);
-        let pipeline = Pipeline::start(consumer, "drop_oldest", RING_CAPACITY, &stages, &taps)
-            .unwrap_or_else(|e| panic!("{e}"));
+        let pipeline = Pipeline::start(
+            consumer,
+            "drop_oldest",
+            RING_CAPACITY,
+            &stages,
+            &StageContext::default(),
+            &taps,
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
         let mut pool = FramePool::new(spec, 4, 8);
         // Pre-fill every slot once; later frames reuse them as a camera DMA would.
         let warm: Vec<_> = (0..4)

@@ -27,7 +27,7 @@ use std::time::{Duration, Instant};
 
 use scopepilot::frame::FramePool;
 use scopepilot::pipeline::queue::{QueueConfig, QueuePolicy};
-use scopepilot::pipeline::{Pipeline, StageConfig, StageKind, Taps};
+use scopepilot::pipeline::{Pipeline, StageConfig, StageContext, StageKind, Taps};
 use scopepilot::ring::{OverflowPolicy, ingest_ring};
 use scopepilot::source::simulated::{SimulatedConfig, SimulatedSource};
 use scopepilot::source::{Capture, FrameInterval, FrameSource};
@@ -84,8 +84,15 @@ fn main() {
     let (mut producer, consumer) = ingest_ring(RING_CAPACITY, OverflowPolicy::DropOldest);
     let ring = producer.stats();
     let subscription = taps.get("gaussian").expect("stream").subscribe(4);
-    let pipeline = Pipeline::start(consumer, "drop_oldest", RING_CAPACITY, &stages, &taps)
-        .unwrap_or_else(|e| panic!("{e}"));
+    let pipeline = Pipeline::start(
+        consumer,
+        "drop_oldest",
+        RING_CAPACITY,
+        &stages,
+        &StageContext::default(),
+        &taps,
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
 
     let cfg = SimulatedConfig {
         width: side,

@@ -277,7 +277,7 @@ impl Config {
         resolve_inputs(&self.stages)
             .map_err(|(i, e)| invalid(format!("stages[{i}].{}", e.key), e.problem))?;
         for (i, s) in self.stages.iter().enumerate() {
-            s.build()
+            s.check()
                 .map_err(|e| invalid(format!("stages[{i}] ({}).{}", s.name, e.key), e.problem))?;
         }
         let s = &self.subscribers;

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use crate::config::{Config, SourceKind};
 use crate::frame::FrameSpec;
-use crate::pipeline::{Pipeline, StageInfo, Taps};
+use crate::pipeline::{Pipeline, StageContext, StageInfo, Taps};
 use crate::ring::{RingHandle, ingest_ring};
 use crate::sink::subscribers::{SubscriberInfo, Subscription};
 use crate::source::push::{PushInput, PushResult, PushStats, PushedFrame};
@@ -263,6 +263,9 @@ impl Daemon {
             acq.ring_policy.name(),
             acq.ring_capacity,
             &self.config.stages,
+            &StageContext {
+                inference: self.config.inference.clone(),
+            },
             &self.taps,
         )
         .map_err(|e| DaemonError::FailedPrecondition(e.to_string()))?;

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use scopepilot::frame::FramePool;
 use scopepilot::pipeline::queue::{QueueConfig, QueuePolicy};
-use scopepilot::pipeline::{Pipeline, StageConfig, StageKind, Taps};
+use scopepilot::pipeline::{Pipeline, StageConfig, StageContext, StageKind, Taps};
 use scopepilot::ring::{OverflowPolicy, ingest_ring};
 use scopepilot::source::simulated::{SimulatedConfig, SimulatedSource};
 use scopepilot::source::{Capture, FrameInterval, FrameSource};
@@ -56,7 +56,15 @@ fn steady_state_frames_allocate_nothing_from_camera_to_subscriber() {
     }];
     let taps = Taps::new(&stages);
     let (mut producer, consumer) = ingest_ring(8, OverflowPolicy::DropOldest);
-    let pipeline = Pipeline::start(consumer, "drop_oldest", 8, &stages, &taps).unwrap();
+    let pipeline = Pipeline::start(
+        consumer,
+        "drop_oldest",
+        8,
+        &stages,
+        &StageContext::default(),
+        &taps,
+    )
+    .unwrap();
     let raw_sub = taps.get("raw").unwrap().subscribe(4);
     let sub = taps.get("gaussian").unwrap().subscribe(4);
 

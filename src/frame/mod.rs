@@ -145,6 +145,16 @@ impl Pixels {
         }
     }
 
+    /// Copy the pixels into `out` as `f32`, reusing its allocation.
+    pub fn copy_to_f32(&self, out: &mut Vec<f32>) {
+        out.clear();
+        match self {
+            Pixels::U8(v) => out.extend(v.iter().map(|&p| p as f32)),
+            Pixels::U16(v) => out.extend(v.iter().map(|&p| p as f32)),
+            Pixels::F32(v) => out.extend_from_slice(v),
+        }
+    }
+
     /// Append the pixels to `out` as little-endian bytes (the wire format of the API).
     pub fn extend_le_bytes(&self, out: &mut Vec<u8>) {
         match self {

@@ -5,9 +5,11 @@
 //! - [`provider`]: execution provider selection (CPU, CUDA, TensorRT) with fallback to CPU.
 //! - [`session`]: a loaded model that runs single-channel images.
 
+pub mod package;
 pub mod provider;
 pub mod runtime;
 pub mod session;
+pub mod tiling;
 
 pub use provider::{ProviderKind, ProviderSelection};
 pub use runtime::{InferenceConfig, OrtRuntime};

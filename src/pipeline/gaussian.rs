@@ -4,8 +4,8 @@
 
 use serde::Deserialize;
 
-use super::stage::{Emitter, Stage, StageError};
-use crate::frame::{Frame, FramePool, FrameSpec, PixelType, Pixels};
+use super::stage::{Emitter, Stage, StageError, f32_output_pool};
+use crate::frame::{Frame, FramePool, Pixels};
 
 /// Parameters of the `gaussian` stage (`params = { sigma = 1.5 }`).
 #[derive(Debug, Clone, Copy, PartialEq, Deserialize)]
@@ -145,15 +145,6 @@ impl GaussianStage {
     }
 }
 
-/// The stage's f32 output pool for inputs of `spec`, (re)made when the input format changes.
-fn output_pool(pool: &mut Option<FramePool>, spec: FrameSpec, frames: usize) -> &mut FramePool {
-    let out_spec = FrameSpec::new(spec.width, spec.height, PixelType::F32);
-    if pool.as_ref().is_none_or(|p| p.spec() != out_spec) {
-        *pool = Some(FramePool::new(out_spec, frames / 2, frames));
-    }
-    pool.as_mut().expect("pool just set")
-}
-
 impl Stage for GaussianStage {
     fn kind(&self) -> &'static str {
         "gaussian"
@@ -161,7 +152,7 @@ impl Stage for GaussianStage {
 
     fn process(&mut self, input: &Frame, out: &mut Emitter<'_>) -> Result<(), StageError> {
         let spec = input.spec();
-        let pool = output_pool(&mut self.pool, spec, self.params.pool_frames);
+        let pool = f32_output_pool(&mut self.pool, spec, self.params.pool_frames);
         let Some(mut writer) = pool.acquire() else {
             return Err(StageError(format!(
                 "all {} output buffers are in use downstream; frame {} skipped",

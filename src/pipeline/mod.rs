@@ -7,6 +7,7 @@
 //!                                    \-> subscribers        \-> subscribers     \-> ...
 //! ```
 
+pub mod denoise;
 pub mod gaussian;
 pub mod output;
 pub mod passthrough;
@@ -23,6 +24,7 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::Receiver;
 use serde::Deserialize;
 
+use self::denoise::{DenoiseParams, DenoiseStage};
 use self::gaussian::{GaussianParams, GaussianStage};
 use self::output::Output;
 use self::passthrough::PassthroughStage;
@@ -44,6 +46,8 @@ pub enum StageKind {
     Passthrough,
     /// Separable Gaussian blur.
     Gaussian,
+    /// A learned image-to-image model (ONNX) such as a CARE / Noise2Void denoiser.
+    Denoise,
 }
 
 impl StageKind {
@@ -52,6 +56,7 @@ impl StageKind {
         match self {
             StageKind::Passthrough => "passthrough",
             StageKind::Gaussian => "gaussian",
+            StageKind::Denoise => "denoise",
         }
     }
 }
@@ -103,9 +108,29 @@ fn first_problem(problems: Vec<(&'static str, String)>) -> Result<(), StageConfi
     }
 }
 
+/// What stages may need from the rest of the configuration when they are built.
+#[derive(Debug, Clone, Default)]
+pub struct StageContext {
+    /// ONNX Runtime settings, for learned stages.
+    pub inference: crate::inference::InferenceConfig,
+}
+
 impl StageConfig {
-    /// Build the stage this entry describes, checking its parameters.
-    pub fn build(&self) -> Result<Box<dyn Stage>, StageConfigError> {
+    /// Check the parameters without building the stage (no model is loaded).
+    pub fn check(&self) -> Result<(), StageConfigError> {
+        match self.kind {
+            StageKind::Passthrough | StageKind::Gaussian => {
+                self.build(&StageContext::default()).map(drop)
+            }
+            StageKind::Denoise => {
+                let p: DenoiseParams = params_of(&self.params)?;
+                first_problem(p.problems())
+            }
+        }
+    }
+
+    /// Build the stage this entry describes, checking its parameters and loading its model.
+    pub fn build(&self, ctx: &StageContext) -> Result<Box<dyn Stage>, StageConfigError> {
         match self.kind {
             StageKind::Passthrough => {
                 if !self.params.is_empty() {
@@ -120,6 +145,16 @@ impl StageConfig {
                 let p: GaussianParams = params_of(&self.params)?;
                 first_problem(p.problems())?;
                 Ok(Box::new(GaussianStage::new(p)))
+            }
+            StageKind::Denoise => {
+                let p: DenoiseParams = params_of(&self.params)?;
+                first_problem(p.problems())?;
+                let stage =
+                    DenoiseStage::new(&p, &ctx.inference).map_err(|e| StageConfigError {
+                        key: "params.model".into(),
+                        problem: e.to_string(),
+                    })?;
+                Ok(Box::new(stage))
             }
         }
     }
@@ -267,13 +302,14 @@ impl Pipeline {
         ring_policy: &str,
         ring_capacity: usize,
         stages: &[StageConfig],
+        ctx: &StageContext,
         taps: &Taps,
     ) -> Result<Self, PipelineError> {
         let stage_error = |(index, error)| PipelineError::Stage { index, error };
         let inputs = resolve_inputs(stages).map_err(stage_error)?;
         let mut built = Vec::new();
         for (i, s) in stages.iter().enumerate() {
-            built.push(s.build().map_err(|e| stage_error((i, e)))?);
+            built.push(s.build(ctx).map_err(|e| stage_error((i, e)))?);
         }
         let raw_stats = Arc::new(StageStats::default());
         let mut infos = vec![StageInfo {
@@ -448,10 +484,10 @@ mod tests {
         let mut s = stage("g", None);
         s.kind = StageKind::Gaussian;
         s.params.insert("sigma".into(), toml::Value::Float(-1.0));
-        assert_eq!(s.build().err().unwrap().key, "params.sigma");
+        assert_eq!(s.check().err().unwrap().key, "params.sigma");
         s.params.clear();
         s.params.insert("sigmaa".into(), toml::Value::Float(1.0));
-        let e = s.build().err().unwrap();
+        let e = s.check().err().unwrap();
         assert!(e.problem.contains("sigmaa"), "{e}");
     }
 }

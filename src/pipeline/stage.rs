@@ -4,7 +4,7 @@ use std::sync::atomic::Ordering;
 
 use super::output::Output;
 use super::stats::StageStats;
-use crate::frame::Frame;
+use crate::frame::{Frame, FramePool, FrameSpec, PixelType};
 
 /// A frame a stage could not process. The frame is skipped and counted; the stage goes on.
 #[derive(Debug, thiserror::Error)]
@@ -38,4 +38,17 @@ impl<'a> Emitter<'a> {
         self.stats.latency.record(frame.meta().arrival.elapsed());
         self.output.publish(frame);
     }
+}
+
+/// A stage's f32 output pool for inputs of `spec`, (re)made when the input format changes.
+pub fn f32_output_pool(
+    pool: &mut Option<FramePool>,
+    spec: FrameSpec,
+    frames: usize,
+) -> &mut FramePool {
+    let out_spec = FrameSpec::new(spec.width, spec.height, PixelType::F32);
+    if pool.as_ref().is_none_or(|p| p.spec() != out_spec) {
+        *pool = Some(FramePool::new(out_spec, frames / 2, frames));
+    }
+    pool.as_mut().expect("pool just set")
 }

@@ -1,0 +1,246 @@
+//! Tiled inference: run an image-to-image model on frames larger than its preferred tile.
+//!
+//! The frame is cut into tiles of `tile` x `tile` output pixels. Each tile is run with a margin
+//! of `halo` pixels of real image context on every side (less at the frame border), padded by
+//! reflection up to the model's size multiple, and only its centre is written back. When
+//! `halo` covers the model's receptive field, the tiled result equals the untiled one: there
+//! are no seams to blend away.
+
+/// Tiling parameters.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Tiling {
+    /// Output tile side in pixels (0 = the whole frame in one piece).
+    pub tile: usize,
+    /// Context margin in pixels on each side of a tile.
+    pub halo: usize,
+    /// The model needs input sides divisible by this (1 = any size).
+    pub multiple: usize,
+}
+
+/// Scratch buffers reused across frames.
+#[derive(Debug, Default, Clone)]
+pub struct TileBuffers {
+    input: Vec<f32>,
+    output: Vec<f32>,
+}
+
+/// Round `n` up to a multiple of `m`.
+fn round_up(n: usize, m: usize) -> usize {
+    n.div_ceil(m.max(1)) * m.max(1)
+}
+
+/// Reflect an index into `0..n` (`-1 -> 1`, `n -> n - 2`), for padding.
+fn reflect(i: isize, n: usize) -> usize {
+    let n = n as isize;
+    if n == 1 {
+        return 0;
+    }
+    let period = 2 * (n - 1);
+    let mut i = i.rem_euclid(period);
+    if i >= n {
+        i = period - i;
+    }
+    i as usize
+}
+
+/// Start offsets of tiles covering `0..n` with tiles of `tile`.
+fn starts(n: usize, tile: usize) -> impl Iterator<Item = usize> {
+    (0..n.div_ceil(tile)).map(move |k| (k * tile).min(n.saturating_sub(tile)))
+}
+
+/// Run `model(input, height, width, output)` over `image` (`height` x `width`) tile by tile,
+/// writing into `out`. Errors from the model abort the frame.
+pub fn run_tiled<E>(
+    image: &[f32],
+    height: usize,
+    width: usize,
+    tiling: Tiling,
+    buffers: &mut TileBuffers,
+    out: &mut [f32],
+    mut model: impl FnMut(&[f32], usize, usize, &mut [f32]) -> Result<(), E>,
+) -> Result<(), E> {
+    let tile_h = if tiling.tile == 0 {
+        height
+    } else {
+        tiling.tile.min(height)
+    };
+    let tile_w = if tiling.tile == 0 {
+        width
+    } else {
+        tiling.tile.min(width)
+    };
+    let halo = if tiling.tile == 0 { 0 } else { tiling.halo };
+    for y0 in starts(height, tile_h) {
+        for x0 in starts(width, tile_w) {
+            // Input window: the tile plus real context, clamped to the frame...
+            let (iy0, ix0) = (y0.saturating_sub(halo), x0.saturating_sub(halo));
+            let (iy1, ix1) = (
+                (y0 + tile_h + halo).min(height),
+                (x0 + tile_w + halo).min(width),
+            );
+            // ...then padded by reflection to the model's size multiple.
+            let (ih, iw) = (
+                round_up(iy1 - iy0, tiling.multiple),
+                round_up(ix1 - ix0, tiling.multiple),
+            );
+            buffers.input.resize(ih * iw, 0.0);
+            buffers.output.resize(ih * iw, 0.0);
+            for ty in 0..ih {
+                let sy = reflect((iy0 + ty) as isize, height);
+                let row = &mut buffers.input[ty * iw..(ty + 1) * iw];
+                for (tx, v) in row.iter_mut().enumerate() {
+                    *v = image[sy * width + reflect((ix0 + tx) as isize, width)];
+                }
+            }
+            model(&buffers.input, ih, iw, &mut buffers.output)?;
+            for y in y0..y0 + tile_h {
+                let src = &buffers.output[(y - iy0) * iw + (x0 - ix0)..][..tile_w];
+                out[y * width + x0..][..tile_w].copy_from_slice(src);
+            }
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A 5x5 mean with zero padding outside the given image: receptive-field radius 2.
+    fn box5(input: &[f32], h: usize, w: usize, out: &mut [f32]) -> Result<(), String> {
+        for y in 0..h {
+            for x in 0..w {
+                let mut s = 0.0;
+                for dy in -2isize..=2 {
+                    for dx in -2isize..=2 {
+                        let (yy, xx) = (y as isize + dy, x as isize + dx);
+                        if yy >= 0 && xx >= 0 && (yy as usize) < h && (xx as usize) < w {
+                            s += input[yy as usize * w + xx as usize];
+                        }
+                    }
+                }
+                out[y * w + x] = s / 25.0;
+            }
+        }
+        Ok(())
+    }
+
+    fn image(h: usize, w: usize) -> Vec<f32> {
+        (0..h * w).map(|i| ((i * 7919) % 1013) as f32).collect()
+    }
+
+    #[test]
+    fn reflection_padding_indices() {
+        let got: Vec<usize> = (-3..8).map(|i| reflect(i, 5)).collect();
+        assert_eq!(got, vec![3, 2, 1, 0, 1, 2, 3, 4, 3, 2, 1]);
+    }
+
+    #[test]
+    fn tiles_with_enough_halo_reproduce_the_untiled_result_exactly_inside() {
+        let (h, w) = (45, 70);
+        let img = image(h, w);
+        let mut whole = vec![0.0; h * w];
+        box5(&img, h, w, &mut whole).unwrap();
+        let mut tiled = vec![0.0; h * w];
+        let tiling = Tiling {
+            tile: 16,
+            halo: 2,
+            multiple: 1,
+        };
+        run_tiled(
+            &img,
+            h,
+            w,
+            tiling,
+            &mut TileBuffers::default(),
+            &mut tiled,
+            box5,
+        )
+        .unwrap();
+        assert_eq!(tiled, whole, "halo = receptive field: identical everywhere");
+    }
+
+    #[test]
+    fn too_little_halo_shows_seams_which_proves_the_test_can_fail() {
+        let (h, w) = (40, 40);
+        let img = image(h, w);
+        let mut whole = vec![0.0; h * w];
+        box5(&img, h, w, &mut whole).unwrap();
+        let mut tiled = vec![0.0; h * w];
+        let tiling = Tiling {
+            tile: 16,
+            halo: 0,
+            multiple: 1,
+        };
+        run_tiled(
+            &img,
+            h,
+            w,
+            tiling,
+            &mut TileBuffers::default(),
+            &mut tiled,
+            box5,
+        )
+        .unwrap();
+        assert_ne!(tiled, whole);
+    }
+
+    #[test]
+    fn size_multiples_pad_by_reflection_and_agree_away_from_the_frame_border() {
+        let (h, w) = (37, 53);
+        let img = image(h, w);
+        let mut whole = vec![0.0; h * w];
+        box5(&img, h, w, &mut whole).unwrap();
+        let mut tiled = vec![0.0; h * w];
+        let tiling = Tiling {
+            tile: 16,
+            halo: 4,
+            multiple: 8,
+        };
+        let mut sizes = Vec::new();
+        run_tiled(
+            &img,
+            h,
+            w,
+            tiling,
+            &mut TileBuffers::default(),
+            &mut tiled,
+            |i, th, tw, o| {
+                sizes.push((th, tw));
+                box5(i, th, tw, o)
+            },
+        )
+        .unwrap();
+        assert!(
+            sizes.iter().all(|(a, b)| a % 8 == 0 && b % 8 == 0),
+            "{sizes:?}"
+        );
+        // Padding changes only what is within the receptive field of the frame border.
+        for y in 2..h - 2 {
+            for x in 2..w - 2 {
+                assert_eq!(tiled[y * w + x], whole[y * w + x], "({y}, {x})");
+            }
+        }
+    }
+
+    #[test]
+    fn model_errors_abort_the_frame() {
+        let img = image(8, 8);
+        let mut out = vec![0.0; 64];
+        let tiling = Tiling {
+            tile: 0,
+            halo: 0,
+            multiple: 1,
+        };
+        let r = run_tiled(
+            &img,
+            8,
+            8,
+            tiling,
+            &mut TileBuffers::default(),
+            &mut out,
+            |_, _, _, _| Err("boom"),
+        );
+        assert_eq!(r, Err("boom"));
+    }
+}
