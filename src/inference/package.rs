@@ -9,7 +9,7 @@ use serde::Deserialize;
 use super::InferenceError;
 use super::tiling::Tiling;
 
-/// The sidecar (`model.toml`).
+/// The sidecar (`model.toml`), as written by `training/train_denoiser.py`.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ModelSidecar {
@@ -21,24 +21,99 @@ pub struct ModelSidecar {
     /// ONNX file, relative to the sidecar.
     #[serde(default = "default_weights")]
     pub weights: PathBuf,
-    /// Axes of input and output; only `bcyx` (one image, one channel) is supported.
-    #[serde(default = "default_axes")]
-    pub axes: String,
-    /// Preferred output tile side in pixels (0 = whole frame).
-    #[serde(default)]
-    pub tile: usize,
-    /// Context margin needed around a tile (the receptive-field radius), pixels.
-    #[serde(default)]
-    pub halo: usize,
-    /// Spatial input sizes must be multiples of this.
-    #[serde(default = "one")]
-    pub size_multiple: usize,
-    /// What the model was trained on.
-    #[serde(default)]
-    pub training_data: String,
     /// License of the weights.
     #[serde(default)]
     pub license: String,
+    /// Weights format (only `onnx`).
+    #[serde(default)]
+    pub format: Option<String>,
+    /// ONNX opset, for information.
+    #[serde(default)]
+    pub opset: Option<u32>,
+    /// The input tensor.
+    #[serde(default)]
+    pub input: TensorSpec,
+    /// The output tensor.
+    #[serde(default)]
+    pub output: TensorSpec,
+    /// How to tile the model.
+    #[serde(default)]
+    pub tiling: TilingSpec,
+    /// Documentation only: the camera the model assumes, its architecture, its training.
+    #[serde(default)]
+    pub camera: Option<toml::Table>,
+    /// Documentation only.
+    #[serde(default)]
+    pub architecture: Option<toml::Table>,
+    /// Documentation only.
+    #[serde(default)]
+    pub training: Option<toml::Table>,
+}
+
+/// `[input]` / `[output]` of a sidecar.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TensorSpec {
+    /// Tensor name in the ONNX graph.
+    #[serde(default)]
+    pub name: String,
+    /// Element type (only `float32`).
+    #[serde(default = "default_dtype")]
+    pub dtype: String,
+    /// Axes; only `bcyx` (one image, one channel) is supported.
+    #[serde(default = "default_axes")]
+    pub axes: String,
+    /// Shape, for information (`[1, 1, "H", "W"]`).
+    #[serde(default)]
+    pub shape: Option<toml::Value>,
+    /// Units of the values, for information.
+    #[serde(default)]
+    pub units: Option<String>,
+}
+
+impl Default for TensorSpec {
+    fn default() -> Self {
+        Self {
+            name: String::new(),
+            dtype: default_dtype(),
+            axes: default_axes(),
+            shape: None,
+            units: None,
+        }
+    }
+}
+
+/// `[tiling]` of a sidecar.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TilingSpec {
+    /// Spatial input sizes must be multiples of this.
+    #[serde(default = "one")]
+    pub size_multiple: usize,
+    /// Context margin needed around a tile (at least the receptive-field radius), pixels.
+    #[serde(default)]
+    pub halo: usize,
+    /// Preferred output tile side in pixels (0 = whole frame).
+    #[serde(default)]
+    pub preferred_tile: usize,
+    /// Receptive-field radius, for information.
+    #[serde(default)]
+    pub receptive_radius: Option<usize>,
+    /// Whether tiles must start on the size multiple (the tiler always aligns them).
+    #[serde(default)]
+    pub grid_aligned_tiles: Option<bool>,
+}
+
+impl Default for TilingSpec {
+    fn default() -> Self {
+        Self {
+            size_multiple: 1,
+            halo: 0,
+            preferred_tile: 0,
+            receptive_radius: None,
+            grid_aligned_tiles: None,
+        }
+    }
 }
 
 fn default_weights() -> PathBuf {
@@ -47,6 +122,10 @@ fn default_weights() -> PathBuf {
 
 fn default_axes() -> String {
     "bcyx".into()
+}
+
+fn default_dtype() -> String {
+    "float32".into()
 }
 
 fn one() -> usize {
@@ -102,12 +181,15 @@ impl ModelPackage {
                         .unwrap_or_default(),
                     description: String::new(),
                     weights: path.to_path_buf(),
-                    axes: default_axes(),
-                    tile: 0,
-                    halo: 0,
-                    size_multiple: 1,
-                    training_data: String::new(),
                     license: String::new(),
+                    format: None,
+                    opset: None,
+                    input: TensorSpec::default(),
+                    output: TensorSpec::default(),
+                    tiling: TilingSpec::default(),
+                    camera: None,
+                    architecture: None,
+                    training: None,
                 },
                 onnx: path.to_path_buf(),
             },
@@ -118,19 +200,30 @@ impl ModelPackage {
 
     fn check(&self) -> Result<(), String> {
         let s = &self.sidecar;
-        if s.axes != "bcyx" {
+        for t in [&s.input, &s.output] {
+            if t.axes != "bcyx" || t.dtype != "float32" {
+                return Err(format!(
+                    "tensor {:?} is {} {:?}; only float32 \"bcyx\" is supported",
+                    t.name, t.dtype, t.axes
+                ));
+            }
+        }
+        if s.format.as_deref().is_some_and(|f| f != "onnx") {
             return Err(format!(
-                "axes {:?} are not supported (only \"bcyx\")",
-                s.axes
+                "format {:?} is not supported (only onnx)",
+                s.format
             ));
         }
-        if s.size_multiple == 0 {
-            return Err("size_multiple must be at least 1".into());
+        let t = &s.tiling;
+        if t.size_multiple == 0 {
+            return Err("tiling.size_multiple must be at least 1".into());
         }
-        if s.tile != 0 && (s.tile % s.size_multiple != 0 || s.tile <= 2 * s.halo) {
+        if t.preferred_tile != 0
+            && (t.preferred_tile % t.size_multiple != 0 || t.preferred_tile <= 2 * t.halo)
+        {
             return Err(format!(
-                "tile {} must be a multiple of size_multiple {} and larger than twice the halo {}",
-                s.tile, s.size_multiple, s.halo
+                "tiling.preferred_tile {} must be a multiple of size_multiple {} and larger than twice the halo {}",
+                t.preferred_tile, t.size_multiple, t.halo
             ));
         }
         if !self.onnx.is_file() {
@@ -141,10 +234,11 @@ impl ModelPackage {
 
     /// Tiling for this model, with the tile side overridden when `tile` is non-zero.
     pub fn tiling(&self, tile: usize) -> Tiling {
+        let t = &self.sidecar.tiling;
         Tiling {
-            tile: if tile == 0 { self.sidecar.tile } else { tile },
-            halo: self.sidecar.halo,
-            multiple: self.sidecar.size_multiple,
+            tile: if tile == 0 { t.preferred_tile } else { tile },
+            halo: t.halo,
+            multiple: t.size_multiple,
         }
     }
 }
@@ -165,7 +259,7 @@ mod tests {
         std::fs::write(d.join("net.onnx"), b"x").unwrap();
         std::fs::write(
             d.join("model.toml"),
-            "name = \"n\"\nweights = \"net.onnx\"\ntile = 64\nhalo = 8\nsize_multiple = 16\n",
+            "name = \"n\"\nweights = \"net.onnx\"\n[tiling]\npreferred_tile = 64\nhalo = 8\nsize_multiple = 16\n",
         )
         .unwrap();
         let p = ModelPackage::open(&d).unwrap();
@@ -205,11 +299,11 @@ mod tests {
         let cases = [
             ("name = \"n\"\n", "weights"),
             (
-                "name = \"n\"\nweights = \"m.onnx\"\naxes = \"byxc\"\n",
-                "axes",
+                "name = \"n\"\nweights = \"m.onnx\"\n[input]\naxes = \"byxc\"\n",
+                "only float32 \"bcyx\"",
             ),
             (
-                "name = \"n\"\nweights = \"m.onnx\"\ntile = 30\nsize_multiple = 16\n",
+                "name = \"n\"\nweights = \"m.onnx\"\n[tiling]\npreferred_tile = 30\nsize_multiple = 16\n",
                 "multiple",
             ),
             ("nam = \"n\"\n", "nam"),

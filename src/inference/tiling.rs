@@ -1,10 +1,11 @@
 //! Tiled inference: run an image-to-image model on frames larger than its preferred tile.
 //!
-//! The frame is cut into tiles of `tile` x `tile` output pixels. Each tile is run with a margin
-//! of `halo` pixels of real image context on every side (less at the frame border), padded by
-//! reflection up to the model's size multiple, and only its centre is written back. When
-//! `halo` covers the model's receptive field, the tiled result equals the untiled one: there
-//! are no seams to blend away.
+//! The frame is cut into tiles of `tile` x `tile` output pixels. Each tile is run with at least
+//! `halo` pixels of real image context on every side (less at the frame border), and only its
+//! centre is written back. Input windows start on multiples of the model's size multiple, so
+//! that pooling layers see the same grid as in a whole-frame pass, and are extended to that
+//! multiple with real pixels, or by reflection beyond the frame edge. When `halo` covers the
+//! model's receptive field, the tiled result equals the untiled one: no seams to blend away.
 
 /// Tiling parameters.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -72,13 +73,17 @@ pub fn run_tiled<E>(
     let halo = if tiling.tile == 0 { 0 } else { tiling.halo };
     for y0 in starts(height, tile_h) {
         for x0 in starts(width, tile_w) {
-            // Input window: the tile plus real context, clamped to the frame...
-            let (iy0, ix0) = (y0.saturating_sub(halo), x0.saturating_sub(halo));
+            // Input window: the tile plus real context, starting on the model's grid...
+            let m = tiling.multiple.max(1);
+            let (iy0, ix0) = (
+                y0.saturating_sub(halo) / m * m,
+                x0.saturating_sub(halo) / m * m,
+            );
             let (iy1, ix1) = (
                 (y0 + tile_h + halo).min(height),
                 (x0 + tile_w + halo).min(width),
             );
-            // ...then padded by reflection to the model's size multiple.
+            // ...and extended to the size multiple (reflected only beyond the frame edge).
             let (ih, iw) = (
                 round_up(iy1 - iy0, tiling.multiple),
                 round_up(ix1 - ix0, tiling.multiple),
@@ -221,6 +226,48 @@ mod tests {
                 assert_eq!(tiled[y * w + x], whole[y * w + x], "({y}, {x})");
             }
         }
+    }
+
+    /// Mean over 2x2 blocks of the window's own grid: like a pooling layer, the result depends
+    /// on where the window starts.
+    fn pool2(input: &[f32], h: usize, w: usize, out: &mut [f32]) -> Result<(), String> {
+        for y in 0..h {
+            for x in 0..w {
+                let (by, bx) = (y / 2 * 2, x / 2 * 2);
+                let s: f32 = [(0, 0), (0, 1), (1, 0), (1, 1)]
+                    .iter()
+                    .map(|(dy, dx)| input[(by + dy).min(h - 1) * w + (bx + dx).min(w - 1)])
+                    .sum();
+                out[y * w + x] = s / 4.0;
+            }
+        }
+        Ok(())
+    }
+
+    #[test]
+    fn windows_start_on_the_model_grid_so_pooling_models_tile_exactly() {
+        // Odd tile and frame sizes put naive window starts off the 2-pixel grid.
+        let (h, w) = (42, 58);
+        let img = image(h, w);
+        let mut whole = vec![0.0; h * w];
+        pool2(&img, h, w, &mut whole).unwrap();
+        let mut tiled = vec![0.0; h * w];
+        let tiling = Tiling {
+            tile: 13,
+            halo: 3,
+            multiple: 2,
+        };
+        run_tiled(
+            &img,
+            h,
+            w,
+            tiling,
+            &mut TileBuffers::default(),
+            &mut tiled,
+            pool2,
+        )
+        .unwrap();
+        assert_eq!(tiled, whole);
     }
 
     #[test]

@@ -72,7 +72,7 @@ impl DenoiseStage {
             model = %package.sidecar.name,
             provider = model.provider().used.name(),
             tile = package.tiling(params.tile).tile,
-            halo = package.sidecar.halo,
+            halo = package.sidecar.tiling.halo,
             "denoise model loaded"
         );
         Ok(Self {
