@@ -6,8 +6,8 @@ use std::path::PathBuf;
 
 use serde::Deserialize;
 
-use super::stage::{Emitter, Stage, StageError, f32_output_pool};
-use crate::frame::{Frame, FramePool, Pixels};
+use super::stage::{Emitter, F32Output, Stage, StageError};
+use crate::frame::{Frame, FramePool};
 use crate::inference::package::ModelPackage;
 use crate::inference::tiling::{TileBuffers, Tiling, run_tiled};
 use crate::inference::{ImageModel, InferenceConfig, InferenceError, OrtRuntime};
@@ -101,19 +101,7 @@ impl Stage for DenoiseStage {
         let spec = input.spec();
         let (h, w) = (spec.height as usize, spec.width as usize);
         input.pixels().copy_to_f32(&mut self.input);
-        let pool = f32_output_pool(&mut self.pool, spec, self.pool_frames);
-        let Some(mut writer) = pool.acquire() else {
-            return Err(StageError(format!(
-                "all {} output buffers are in use downstream; frame {} skipped",
-                pool.allocated(),
-                input.meta().frame_number
-            )));
-        };
-        let (meta, pixels) = writer.parts_mut();
-        *meta = *input.meta();
-        let Pixels::F32(dst) = pixels else {
-            return Err(StageError("denoise output pool is not f32".into()));
-        };
+        let mut output = F32Output::acquire(&mut self.pool, input, self.pool_frames)?;
         let model = &mut self.model;
         run_tiled(
             &self.input,
@@ -121,11 +109,11 @@ impl Stage for DenoiseStage {
             w,
             self.tiling,
             &mut self.buffers,
-            dst,
+            output.pixels(),
             |i, th, tw, o| model.run(i, th, tw, o),
         )
         .map_err(|e| StageError(format!("frame {}: {e}", input.meta().frame_number)))?;
-        out.emit(writer.publish());
+        out.emit(output.publish());
         Ok(())
     }
 }

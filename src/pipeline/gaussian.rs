@@ -4,7 +4,7 @@
 
 use serde::Deserialize;
 
-use super::stage::{Emitter, Stage, StageError, f32_output_pool};
+use super::stage::{Emitter, F32Output, Stage, StageError};
 use crate::frame::{Frame, FramePool, Pixels};
 
 /// Parameters of the `gaussian` stage (`params = { sigma = 1.5 }`).
@@ -151,22 +151,10 @@ impl Stage for GaussianStage {
     }
 
     fn process(&mut self, input: &Frame, out: &mut Emitter<'_>) -> Result<(), StageError> {
-        let spec = input.spec();
-        let pool = f32_output_pool(&mut self.pool, spec, self.params.pool_frames);
-        let Some(mut writer) = pool.acquire() else {
-            return Err(StageError(format!(
-                "all {} output buffers are in use downstream; frame {} skipped",
-                pool.allocated(),
-                input.meta().frame_number
-            )));
-        };
-        let (meta, pixels) = writer.parts_mut();
-        *meta = *input.meta();
-        let Pixels::F32(dst) = pixels else {
-            return Err(StageError("gaussian output pool is not f32".into()));
-        };
-        self.blur.apply(input.pixels(), spec.width as usize, dst);
-        out.emit(writer.publish());
+        let mut output = F32Output::acquire(&mut self.pool, input, self.params.pool_frames)?;
+        self.blur
+            .apply(input.pixels(), input.width() as usize, output.pixels());
+        out.emit(output.publish());
         Ok(())
     }
 }

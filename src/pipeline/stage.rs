@@ -4,7 +4,7 @@ use std::sync::atomic::Ordering;
 
 use super::output::Output;
 use super::stats::StageStats;
-use crate::frame::{Frame, FramePool, FrameSpec, PixelType};
+use crate::frame::{Frame, FramePool, FrameSpec, FrameWriter, PixelType, Pixels};
 
 /// A frame a stage could not process. The frame is skipped and counted; the stage goes on.
 #[derive(Debug, thiserror::Error)]
@@ -40,15 +40,46 @@ impl<'a> Emitter<'a> {
     }
 }
 
-/// A stage's f32 output pool for inputs of `spec`, (re)made when the input format changes.
-pub fn f32_output_pool(
-    pool: &mut Option<FramePool>,
-    spec: FrameSpec,
-    frames: usize,
-) -> &mut FramePool {
-    let out_spec = FrameSpec::new(spec.width, spec.height, PixelType::F32);
-    if pool.as_ref().is_none_or(|p| p.spec() != out_spec) {
-        *pool = Some(FramePool::new(out_spec, frames / 2, frames));
+/// The f32 output of a stage for one input frame: a slot from the stage's pool (made, or
+/// remade when the input format changes) carrying the input's metadata.
+pub struct F32Output<'a> {
+    writer: FrameWriter<'a>,
+}
+
+impl<'a> F32Output<'a> {
+    /// Take a slot for `input`'s shape from `pool` (of `frames` buffers), or say why not.
+    pub fn acquire(
+        pool: &'a mut Option<FramePool>,
+        input: &Frame,
+        frames: usize,
+    ) -> Result<Self, StageError> {
+        let spec = input.spec();
+        let out_spec = FrameSpec::new(spec.width, spec.height, PixelType::F32);
+        if pool.as_ref().is_none_or(|p| p.spec() != out_spec) {
+            *pool = Some(FramePool::new(out_spec, frames / 2, frames));
+        }
+        let pool = pool.as_mut().expect("pool just set");
+        let allocated = pool.allocated();
+        let mut writer = pool.acquire().ok_or_else(|| {
+            StageError(format!(
+                "all {allocated} output buffers are in use downstream; frame {} skipped",
+                input.meta().frame_number
+            ))
+        })?;
+        *writer.meta_mut() = *input.meta();
+        Ok(Self { writer })
     }
-    pool.as_mut().expect("pool just set")
+
+    /// The output pixels.
+    pub fn pixels(&mut self) -> &mut [f32] {
+        match self.writer.pixels_mut() {
+            Pixels::F32(v) => v,
+            _ => unreachable!("the pool is made with f32 slots"),
+        }
+    }
+
+    /// Finish and share the frame.
+    pub fn publish(self) -> Frame {
+        self.writer.publish()
+    }
 }
