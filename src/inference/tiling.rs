@@ -134,6 +134,27 @@ mod tests {
         (0..h * w).map(|i| ((i * 7919) % 1013) as f32).collect()
     }
 
+    type Model = fn(&[f32], usize, usize, &mut [f32]) -> Result<(), String>;
+
+    /// The model run once on the whole image, and tiled.
+    fn whole_and_tiled(h: usize, w: usize, tiling: Tiling, model: Model) -> (Vec<f32>, Vec<f32>) {
+        let img = image(h, w);
+        let mut whole = vec![0.0; h * w];
+        model(&img, h, w, &mut whole).unwrap();
+        let mut tiled = vec![0.0; h * w];
+        run_tiled(
+            &img,
+            h,
+            w,
+            tiling,
+            &mut TileBuffers::default(),
+            &mut tiled,
+            model,
+        )
+        .unwrap();
+        (whole, tiled)
+    }
+
     #[test]
     fn reflection_padding_indices() {
         let got: Vec<usize> = (-3..8).map(|i| reflect(i, 5)).collect();
@@ -142,51 +163,23 @@ mod tests {
 
     #[test]
     fn tiles_with_enough_halo_reproduce_the_untiled_result_exactly_inside() {
-        let (h, w) = (45, 70);
-        let img = image(h, w);
-        let mut whole = vec![0.0; h * w];
-        box5(&img, h, w, &mut whole).unwrap();
-        let mut tiled = vec![0.0; h * w];
         let tiling = Tiling {
             tile: 16,
             halo: 2,
             multiple: 1,
         };
-        run_tiled(
-            &img,
-            h,
-            w,
-            tiling,
-            &mut TileBuffers::default(),
-            &mut tiled,
-            box5,
-        )
-        .unwrap();
+        let (whole, tiled) = whole_and_tiled(45, 70, tiling, box5);
         assert_eq!(tiled, whole, "halo = receptive field: identical everywhere");
     }
 
     #[test]
     fn too_little_halo_shows_seams_which_proves_the_test_can_fail() {
-        let (h, w) = (40, 40);
-        let img = image(h, w);
-        let mut whole = vec![0.0; h * w];
-        box5(&img, h, w, &mut whole).unwrap();
-        let mut tiled = vec![0.0; h * w];
         let tiling = Tiling {
             tile: 16,
             halo: 0,
             multiple: 1,
         };
-        run_tiled(
-            &img,
-            h,
-            w,
-            tiling,
-            &mut TileBuffers::default(),
-            &mut tiled,
-            box5,
-        )
-        .unwrap();
+        let (whole, tiled) = whole_and_tiled(40, 40, tiling, box5);
         assert_ne!(tiled, whole);
     }
 
@@ -247,26 +240,12 @@ mod tests {
     #[test]
     fn windows_start_on_the_model_grid_so_pooling_models_tile_exactly() {
         // Odd tile and frame sizes put naive window starts off the 2-pixel grid.
-        let (h, w) = (42, 58);
-        let img = image(h, w);
-        let mut whole = vec![0.0; h * w];
-        pool2(&img, h, w, &mut whole).unwrap();
-        let mut tiled = vec![0.0; h * w];
         let tiling = Tiling {
             tile: 13,
             halo: 3,
             multiple: 2,
         };
-        run_tiled(
-            &img,
-            h,
-            w,
-            tiling,
-            &mut TileBuffers::default(),
-            &mut tiled,
-            pool2,
-        )
-        .unwrap();
+        let (whole, tiled) = whole_and_tiled(42, 58, tiling, pool2);
         assert_eq!(tiled, whole);
     }
 
