@@ -5,7 +5,7 @@
 //! stage with the API on 127.0.0.1.
 
 use std::net::SocketAddr;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
@@ -184,6 +184,22 @@ impl Default for LogConfig {
     }
 }
 
+/// `[models]`.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ModelsConfig {
+    /// Folders whose entries are model packages (relative: see [`crate::install::locate`]).
+    pub search_paths: Vec<PathBuf>,
+}
+
+impl Default for ModelsConfig {
+    fn default() -> Self {
+        Self {
+            search_paths: vec!["models".into()],
+        }
+    }
+}
+
 /// The whole configuration.
 #[derive(Debug, Clone, PartialEq, Deserialize, Default)]
 #[serde(deny_unknown_fields, default)]
@@ -200,6 +216,8 @@ pub struct Config {
     pub subscribers: SubscribersConfig,
     /// `[inference]`: ONNX Runtime (library, execution provider, threads).
     pub inference: crate::inference::InferenceConfig,
+    /// `[models]`: where `ListModels` / `LoadModel` look for model packages.
+    pub models: ModelsConfig,
     /// `[log]`.
     pub log: LogConfig,
 }
@@ -221,10 +239,26 @@ impl Config {
 
     /// Parse and validate TOML text.
     pub fn from_toml(text: &str) -> Result<Self, ConfigError> {
-        let config: Config = toml::from_str(text)
+        let mut config: Config = toml::from_str(text)
             .map_err(|e| ConfigError::Parse(e.to_string().trim_end().to_string()))?;
+        config.resolve_paths();
         config.validate()?;
         Ok(config)
+    }
+
+    /// Find relative model paths in the working directory or above the executable (see
+    /// [`crate::install::locate`]), so the embedded default works from any directory.
+    fn resolve_paths(&mut self) {
+        for stage in &mut self.stages {
+            if let Some(toml::Value::String(model)) = stage.params.get_mut("model") {
+                *model = crate::install::locate(Path::new(model))
+                    .to_string_lossy()
+                    .into_owned();
+            }
+        }
+        for p in &mut self.models.search_paths {
+            *p = crate::install::locate(p);
+        }
     }
 
     /// The API listen address.

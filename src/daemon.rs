@@ -4,12 +4,16 @@
 //! acquisitions) and, while running, the source, the ingest ring and the pipeline. It knows
 //! nothing of gRPC: the API layer maps its errors to status codes.
 
+use std::collections::HashMap;
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use crate::config::{Config, SourceKind};
 use crate::frame::FrameSpec;
+use crate::inference::catalog::FoundPackage;
+use crate::inference::{LoadedModel, ModelCatalog, ModelPackage, ModelSummary};
 use crate::pipeline::{Pipeline, StageContext, StageInfo, Taps};
 use crate::ring::{RingHandle, ingest_ring};
 use crate::sink::subscribers::{SubscriberInfo, Subscription};
@@ -45,6 +49,9 @@ pub enum DaemonError {
     /// The request is valid but not in the current state or configuration.
     #[error("{0}")]
     FailedPrecondition(String),
+    /// A model that is neither a path nor a known package.
+    #[error("{0}")]
+    ModelNotFound(String),
     /// The source could not be opened.
     #[error("source could not start: {0}")]
     Source(#[from] SourceError),
@@ -140,6 +147,27 @@ pub struct StageStatus {
     pub process_p50_us: f64,
     /// Processing time per frame, 99th percentile, microseconds.
     pub process_p99_us: f64,
+    /// The model of a learned stage.
+    pub model: Option<Arc<ModelSummary>>,
+}
+
+/// One model in `ListModels`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ModelEntry {
+    /// Package path.
+    pub path: PathBuf,
+    /// Package name (empty when the package cannot be read).
+    pub name: String,
+    /// Description format.
+    pub format: String,
+    /// What the model does.
+    pub description: String,
+    /// Why the package cannot be used, if it cannot.
+    pub problem: Option<String>,
+    /// Stages running it now.
+    pub used_by: Vec<String>,
+    /// What loading it reported, once loaded.
+    pub loaded: Option<ModelSummary>,
 }
 
 /// Everything `GetStatus` reports.
@@ -197,6 +225,10 @@ pub struct Daemon {
     state: Mutex<State>,
     lifecycle: Mutex<()>,
     started: Instant,
+    catalog: ModelCatalog,
+    /// Models chosen over the API for stages (stage name -> package path); they replace the
+    /// configured `params.model` from the next acquisition on.
+    stage_models: Mutex<HashMap<String, PathBuf>>,
 }
 
 impl Daemon {
@@ -205,12 +237,14 @@ impl Daemon {
         let interval = FrameInterval::from_rate_hz(config.source.simulated.frame_rate_hz);
         Arc::new(Self {
             taps: Taps::new(&config.stages),
+            catalog: ModelCatalog::new(config.models.search_paths.clone()),
             config,
             interval,
             interval_set_by_client: AtomicBool::new(false),
             state: Mutex::new(State::Idle(None)),
             lifecycle: Mutex::new(()),
             started: Instant::now(),
+            stage_models: Mutex::new(HashMap::new()),
         })
     }
 
@@ -262,13 +296,16 @@ impl Daemon {
             consumer,
             acq.ring_policy.name(),
             acq.ring_capacity,
-            &self.config.stages,
+            &self.stage_configs(),
             &StageContext {
                 inference: self.config.inference.clone(),
             },
             &self.taps,
         )
         .map_err(|e| DaemonError::FailedPrecondition(e.to_string()))?;
+        for slot in pipeline.infos().iter().filter_map(|i| i.model.as_ref()) {
+            self.catalog.record((*slot.current()).clone());
+        }
         let (source_thread, push, spec) = match pull_source {
             None => {
                 let input = PushInput::new(self.config.source.push, producer);
@@ -316,6 +353,129 @@ impl Daemon {
             pipeline,
         });
         Ok(())
+    }
+
+    /// The configured stages, with the models chosen over the API in place.
+    fn stage_configs(&self) -> Vec<crate::pipeline::StageConfig> {
+        let chosen = self.stage_models.lock().unwrap_or_else(|e| e.into_inner());
+        let mut stages = self.config.stages.clone();
+        for s in &mut stages {
+            if let Some(path) = chosen.get(&s.name) {
+                s.params.insert(
+                    "model".into(),
+                    toml::Value::String(path.to_string_lossy().into_owned()),
+                );
+            }
+        }
+        stages
+    }
+
+    /// Models in the configured folders and every model loaded so far, with the stages that
+    /// run them now.
+    pub fn list_models(&self) -> Vec<ModelEntry> {
+        let running: Vec<(String, Arc<ModelSummary>)> = match &*self.state() {
+            State::Running(run) => run
+                .view
+                .stages
+                .iter()
+                .filter_map(|s| s.model.as_ref().map(|m| (s.name.clone(), m.current())))
+                .collect(),
+            State::Idle(_) => Vec::new(),
+        };
+        let mut found = self.catalog.scan();
+        for path in self.catalog.loaded_paths() {
+            if !found.iter().any(|f| ModelCatalog::same(&f.path, &path)) {
+                found.push(FoundPackage {
+                    package: ModelPackage::open(&path).map_err(|e| e.to_string()),
+                    path,
+                });
+            }
+        }
+        found
+            .into_iter()
+            .map(|f| {
+                let used_by = running
+                    .iter()
+                    .filter(|(_, m)| ModelCatalog::same(&m.path, &f.path))
+                    .map(|(stage, _)| stage.clone())
+                    .collect();
+                let (name, format, description, problem) = match &f.package {
+                    Ok(p) => (
+                        p.name.clone(),
+                        p.format.clone(),
+                        p.description.clone(),
+                        None,
+                    ),
+                    Err(e) => (String::new(), String::new(), String::new(), Some(e.clone())),
+                };
+                ModelEntry {
+                    loaded: self.catalog.loaded(&f.path),
+                    path: f.path,
+                    name,
+                    format,
+                    description,
+                    problem,
+                    used_by,
+                }
+            })
+            .collect()
+    }
+
+    /// Load `model` (a path or a package name) and run its self-test; with `stage`, switch
+    /// that denoise stage to it (now if acquiring, and for later acquisitions). Returns what
+    /// was loaded and whether a running stage took it. Blocks while the model loads.
+    pub fn load_model(
+        &self,
+        model: &str,
+        stage: Option<&str>,
+        tile: usize,
+    ) -> Result<(ModelSummary, bool), DaemonError> {
+        if let Some(name) = stage {
+            let Some(cfg) = self.config.stages.iter().find(|s| s.name == name) else {
+                return Err(DaemonError::UnknownStream {
+                    name: name.into(),
+                    known: self.taps.names().join(", "),
+                });
+            };
+            if cfg.kind != crate::pipeline::StageKind::Denoise {
+                return Err(DaemonError::InvalidArgument(format!(
+                    "stage {name:?} is a {} stage; only denoise stages run models",
+                    cfg.kind.name()
+                )));
+            }
+        }
+        let path = self
+            .catalog
+            .resolve(model)
+            .map_err(DaemonError::ModelNotFound)?;
+        let loaded = LoadedModel::open(&path, tile, &self.config.inference)
+            .map_err(|e| DaemonError::InvalidArgument(e.to_string()))?;
+        let summary = loaded.summary();
+        self.catalog.record(summary.clone());
+        tracing::info!(model = %summary.name, path = %path.display(), stage, self_test = ?summary.self_test, "model loaded");
+        let Some(name) = stage else {
+            return Ok((summary, false));
+        };
+        self.stage_models
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(name.to_string(), path);
+        let slot = match &*self.state() {
+            State::Running(run) => run
+                .view
+                .stages
+                .iter()
+                .find(|s| s.name == name)
+                .and_then(|s| s.model.clone()),
+            State::Idle(_) => None,
+        };
+        match slot {
+            Some(slot) => {
+                slot.replace(loaded);
+                Ok((summary, true))
+            }
+            None => Ok((summary, false)),
+        }
     }
 
     fn open_pull_source(&self, kind: SourceKind) -> Result<Box<dyn FrameSource>, DaemonError> {
@@ -517,6 +677,7 @@ impl Daemon {
                     latency_p99_us: st.latency.quantile_us(0.99),
                     process_p50_us: st.process_time.quantile_us(0.5),
                     process_p99_us: st.process_time.quantile_us(0.99),
+                    model: s.model.as_ref().map(|m| m.current()),
                 }
             })
             .collect();

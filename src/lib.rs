@@ -12,6 +12,7 @@
 //! - [`source`]: simulated, replay and push sources behind [`source::FrameSource`].
 //! - [`pipeline`]: stages on their own threads behind bounded, counted queues.
 //! - [`sink`]: live subscribers and preview encoding.
+//! - [`inference`]: ONNX Runtime, model packages (bioimage.io) and the model catalog.
 //! - [`daemon`]: the acquisition state machine; [`api`]: the gRPC layer over it.
 //! - [`config`]: strict TOML configuration; [`app`]: what the `scopepilot` binary runs.
 
@@ -23,6 +24,7 @@ pub mod config;
 pub mod daemon;
 pub mod frame;
 pub mod inference;
+pub mod install;
 pub mod latency;
 pub mod pipeline;
 pub mod proto;

@@ -3,8 +3,7 @@
 //! subscriber allocates nothing. One test in this binary, so no other test allocates
 //! concurrently.
 
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use scopepilot::frame::FramePool;
@@ -14,33 +13,10 @@ use scopepilot::ring::{OverflowPolicy, ingest_ring};
 use scopepilot::source::simulated::{SimulatedConfig, SimulatedSource};
 use scopepilot::source::{Capture, FrameInterval, FrameSource};
 
-struct CountingAllocator;
+#[path = "alloc_counter/mod.rs"]
+mod alloc_counter;
 
-static COUNTING: AtomicBool = AtomicBool::new(false);
-static ALLOCATIONS: AtomicU64 = AtomicU64::new(0);
-
-unsafe impl GlobalAlloc for CountingAllocator {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        if COUNTING.load(Ordering::Relaxed) {
-            ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
-        }
-        unsafe { System.alloc(layout) }
-    }
-
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        unsafe { System.dealloc(ptr, layout) }
-    }
-
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        if COUNTING.load(Ordering::Relaxed) {
-            ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
-        }
-        unsafe { System.realloc(ptr, layout, new_size) }
-    }
-}
-
-#[global_allocator]
-static GLOBAL: CountingAllocator = CountingAllocator;
+use alloc_counter::{ALLOCATIONS, COUNTING};
 
 #[test]
 fn steady_state_frames_allocate_nothing_from_camera_to_subscriber() {

@@ -3,8 +3,9 @@
 
 use tonic::Status;
 
-use crate::daemon::{AcquisitionState, DaemonError};
+use crate::daemon::{AcquisitionState, DaemonError, ModelEntry};
 use crate::frame::PixelType;
+use crate::inference::ModelSummary;
 use crate::proto;
 
 impl From<DaemonError> for Status {
@@ -12,7 +13,9 @@ impl From<DaemonError> for Status {
         let msg = e.to_string();
         match e {
             DaemonError::InvalidArgument(_) => Status::invalid_argument(msg),
-            DaemonError::UnknownStream { .. } => Status::not_found(msg),
+            DaemonError::UnknownStream { .. } | DaemonError::ModelNotFound(_) => {
+                Status::not_found(msg)
+            }
             DaemonError::AlreadyRunning(_)
             | DaemonError::NotRunning
             | DaemonError::FailedPrecondition(_)
@@ -86,6 +89,7 @@ pub fn status_to_proto(s: &crate::daemon::Status) -> proto::GetStatusResponse {
                 latency_p99_us: st.latency_p99_us,
                 process_p50_us: st.process_p50_us,
                 process_p99_us: st.process_p99_us,
+                model: st.model.as_deref().map(model_to_proto),
             })
             .collect(),
         subscribers: s
@@ -103,5 +107,43 @@ pub fn status_to_proto(s: &crate::daemon::Status) -> proto::GetStatusResponse {
         uptime_s: s.uptime.as_secs_f64(),
         acquisition_time_s: s.acquisition_time.as_secs_f64(),
         version: s.version.to_string(),
+    }
+}
+
+/// Protobuf form of a loaded model's summary.
+pub fn model_to_proto(m: &ModelSummary) -> proto::LoadedModelInfo {
+    proto::LoadedModelInfo {
+        name: m.name.clone(),
+        path: m.path.display().to_string(),
+        format: m.format.clone(),
+        description: m.description.clone(),
+        input_tensor: m.tensors.0.clone(),
+        output_tensor: m.tensors.1.clone(),
+        halo: m.halo as u32,
+        tile: m.tile as u32,
+        preprocessing: m.preprocessing.clone(),
+        postprocessing: m.postprocessing.clone(),
+        provider_requested: m.provider.requested.name().into(),
+        provider: m.provider.used.name().into(),
+        provider_fallback_reason: m.provider.fallback_reason.clone().unwrap_or_default(),
+        self_test: m.self_test.as_ref().map(|t| proto::SelfTest {
+            height: t.size.0 as u32,
+            width: t.size.1 as u32,
+            max_abs_diff: t.max_abs_diff,
+            mismatched: t.mismatched as u64,
+        }),
+    }
+}
+
+/// Protobuf form of a `ListModels` entry.
+pub fn model_entry_to_proto(e: &ModelEntry) -> proto::ModelEntry {
+    proto::ModelEntry {
+        name: e.name.clone(),
+        path: e.path.display().to_string(),
+        format: e.format.clone(),
+        description: e.description.clone(),
+        problem: e.problem.clone().unwrap_or_default(),
+        used_by_stages: e.used_by.clone(),
+        loaded: e.loaded.as_ref().map(model_to_proto),
     }
 }

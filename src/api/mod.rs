@@ -1,9 +1,11 @@
-//! The gRPC control API: `scopepilot.v1.Acquisition` and `scopepilot.v1.Frames`, plus
+//! The gRPC control API: `scopepilot.v1.Acquisition`, `scopepilot.v1.Frames` and
+//! `scopepilot.v1.Models`, plus
 //! `grpc.health.v1` health and server reflection, served by tonic over a TCP listener.
 
 mod acquisition;
 mod convert;
 mod frames;
+mod models;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -14,9 +16,11 @@ use tokio_stream::wrappers::TcpListenerStream;
 use crate::daemon::Daemon;
 use crate::proto::acquisition_server::AcquisitionServer;
 use crate::proto::frames_server::FramesServer;
+use crate::proto::models_server::ModelsServer;
 
 pub use acquisition::AcquisitionApi;
 pub use frames::FramesApi;
+pub use models::ModelsApi;
 
 /// How long shutdown waits for open streams to finish before closing them.
 pub const SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_secs(3);
@@ -42,6 +46,7 @@ pub async fn serve(
         .set_serving::<AcquisitionServer<AcquisitionApi>>()
         .await;
     health.set_serving::<FramesServer<FramesApi>>().await;
+    health.set_serving::<ModelsServer<ModelsApi>>().await;
     let reflection = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(crate::proto::FILE_DESCRIPTOR_SET)
         .build_v1()
@@ -49,6 +54,7 @@ pub async fn serve(
     let acquisition = AcquisitionServer::new(AcquisitionApi::new(daemon.clone()))
         .max_decoding_message_size(MAX_MESSAGE_BYTES)
         .max_encoding_message_size(MAX_MESSAGE_BYTES);
+    let models = ModelsServer::new(ModelsApi::new(daemon.clone()));
     let frames = FramesServer::new(FramesApi::new(daemon, closing))
         .max_decoding_message_size(MAX_MESSAGE_BYTES)
         .max_encoding_message_size(MAX_MESSAGE_BYTES);
@@ -57,6 +63,7 @@ pub async fn serve(
         .add_service(reflection)
         .add_service(acquisition)
         .add_service(frames)
+        .add_service(models)
         .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown);
     // A client that stopped reading cannot receive the end of its stream (HTTP/2 flow
     // control), so graceful shutdown is bounded.

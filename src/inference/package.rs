@@ -1,15 +1,191 @@
-//! Model packages: an ONNX file plus a small TOML sidecar (`model.toml`) saying how to tile
-//! it. `ModelPackage::open` accepts the sidecar, its folder, or a bare `.onnx` (then a sibling
-//! `<stem>.toml` is used if present, else defaults: whole-frame, no halo).
+//! Model packages: what scopepilot needs to run an image-to-image model, read from
+//!
+//! - a bioimage.io description (`rdf.yaml`, `bioimageio.yaml` or `*.bioimageio.yaml`, format
+//!   0.5 or 0.4, see [`super::bioimageio`]) with ONNX weights, processing and test tensors;
+//! - a small TOML sidecar (`model.toml`, or `<stem>.toml` next to an `.onnx`);
+//! - a bare `.onnx` file (then: whole frames, no halo, no processing).
+//!
+//! `ModelPackage::open` accepts any of these files or a folder holding one, checks what can be
+//! checked without ONNX Runtime (files present, SHA-256 of the weights, shapes and axes), and
+//! says exactly what is wrong otherwise.
 
 use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
+use sha2::{Digest, Sha256};
 
 use super::InferenceError;
+use super::processing::Processing;
 use super::tiling::Tiling;
 
-/// The sidecar (`model.toml`), as written by `training/train_denoiser.py`.
+/// Names of bioimage.io description files looked for in a package folder, in order.
+const RDF_NAMES: [&str; 2] = ["rdf.yaml", "bioimageio.yaml"];
+
+/// An axis of a model tensor (others are refused when the package is read).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Axis {
+    /// Batch (always 1 here).
+    Batch,
+    /// Channel (single-channel models only).
+    Channel,
+    /// Image rows.
+    Y,
+    /// Image columns.
+    X,
+}
+
+/// Parse axis letters such as `bcyx` (0.4 descriptions and sidecars).
+pub(crate) fn axes_from_letters(letters: &str, tensor: &str) -> Result<Vec<Axis>, String> {
+    let axes = letters
+        .chars()
+        .map(|c| match c {
+            'b' => Ok(Axis::Batch),
+            'c' => Ok(Axis::Channel),
+            'y' => Ok(Axis::Y),
+            'x' => Ok(Axis::X),
+            other => Err(format!(
+                "tensor {tensor:?}: axis {other:?} is not supported (axes from b, c, y, x)"
+            )),
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    check_axes(&axes, tensor)?;
+    Ok(axes)
+}
+
+/// Axes of an image-to-image model: y before x, each axis at most once.
+pub(crate) fn check_axes(axes: &[Axis], tensor: &str) -> Result<(), String> {
+    let pos = |a: Axis| axes.iter().position(|&b| b == a);
+    match (pos(Axis::Y), pos(Axis::X)) {
+        (Some(y), Some(x)) if y < x => {}
+        (Some(_), Some(_)) => {
+            return Err(format!(
+                "tensor {tensor:?}: x before y is not supported (row-major images are)"
+            ));
+        }
+        _ => return Err(format!("tensor {tensor:?}: needs a y and an x axis")),
+    }
+    let twice = [Axis::Batch, Axis::Channel, Axis::Y, Axis::X]
+        .iter()
+        .any(|&a| axes.iter().filter(|&&b| b == a).count() > 1);
+    if twice {
+        return Err(format!("tensor {tensor:?}: an axis appears twice"));
+    }
+    Ok(())
+}
+
+/// Which spatial sizes a model accepts: `min + k * step` (k >= 0).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SizeRule {
+    /// Smallest side.
+    pub min: usize,
+    /// Increment (1 = any size from `min`).
+    pub step: usize,
+}
+
+impl SizeRule {
+    /// Any size.
+    pub fn any() -> Self {
+        Self { min: 1, step: 1 }
+    }
+
+    /// Sizes `min + k * step`; a zero step (one fixed size) is refused.
+    pub fn new(min: usize, step: usize) -> Result<Self, String> {
+        if step == 0 {
+            return Err(format!(
+                "a fixed spatial size ({min}) is not supported; only parameterised sizes (min, step) are"
+            ));
+        }
+        Ok(Self {
+            min: min.max(1),
+            step,
+        })
+    }
+
+    /// A rule both `self` and `other` accept (for y and x sharing one tiler).
+    pub fn and(self, other: Self) -> Self {
+        let gcd = |mut a: usize, mut b: usize| {
+            while b != 0 {
+                (a, b) = (b, a % b);
+            }
+            a
+        };
+        Self {
+            min: self.min.max(other.min),
+            step: self.step / gcd(self.step, other.step) * other.step,
+        }
+    }
+}
+
+/// Tolerance of the self-test (bioimage.io `reproducibility_tolerance`; its defaults).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Tolerance {
+    /// Relative tolerance.
+    pub relative: f64,
+    /// Absolute tolerance.
+    pub absolute: f64,
+    /// Elements allowed outside the tolerance, per million.
+    pub mismatched_per_million: f64,
+}
+
+impl Default for Tolerance {
+    fn default() -> Self {
+        Self {
+            relative: 1e-3,
+            absolute: 1e-4,
+            mismatched_per_million: 100.0,
+        }
+    }
+}
+
+/// Test tensors shipped with a package: the self-test runs `input` and expects `output`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TestTensors {
+    /// `.npy` input.
+    pub input: PathBuf,
+    /// `.npy` expected output.
+    pub output: PathBuf,
+    /// How close the output must be.
+    pub tolerance: Tolerance,
+}
+
+/// A model on disk, checked but not loaded.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ModelPackage {
+    /// Short name shown in status and logs.
+    pub name: String,
+    /// What the model does.
+    pub description: String,
+    /// Where the description came from: `bioimage.io 0.5.4`, `toml sidecar` or `onnx`.
+    pub format: String,
+    /// The ONNX file.
+    pub onnx: PathBuf,
+    /// Expected SHA-256 of the ONNX file, if the package gives one.
+    pub sha256: Option<String>,
+    /// Input tensor name in the ONNX graph (empty = the graph's only input).
+    pub input_name: String,
+    /// Output tensor name in the ONNX graph (empty = the graph's only output).
+    pub output_name: String,
+    /// Axes of the input tensor.
+    pub input_axes: Vec<Axis>,
+    /// Axes of the output tensor.
+    pub output_axes: Vec<Axis>,
+    /// Applied to each whole frame before the model.
+    pub preprocessing: Vec<Processing>,
+    /// Applied to each whole output frame after the model.
+    pub postprocessing: Vec<Processing>,
+    /// Spatial sizes the model accepts.
+    pub size: SizeRule,
+    /// Context pixels per side needed for seamless tiles.
+    pub halo: usize,
+    /// Preferred output tile side (None = automatic).
+    pub preferred_tile: Option<usize>,
+    /// Test tensors for the self-test on load.
+    pub test: Option<TestTensors>,
+    /// License of the weights.
+    pub license: String,
+}
+
+/// The sidecar (`model.toml`) for a bare ONNX file.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ModelSidecar {
@@ -60,7 +236,7 @@ pub struct TensorSpec {
     /// Element type (only `float32`).
     #[serde(default = "default_dtype")]
     pub dtype: String,
-    /// Axes; only `bcyx` (one image, one channel) is supported.
+    /// Axes, letters from `b`, `c`, `y`, `x` (e.g. `bcyx`, `byxc`, `yx`).
     #[serde(default = "default_axes")]
     pub axes: String,
     /// Shape, for information (`[1, 1, "H", "W"]`).
@@ -93,7 +269,7 @@ pub struct TilingSpec {
     /// Context margin needed around a tile (at least the receptive-field radius), pixels.
     #[serde(default)]
     pub halo: usize,
-    /// Preferred output tile side in pixels (0 = whole frame).
+    /// Preferred output tile side in pixels (0 = automatic).
     #[serde(default)]
     pub preferred_tile: usize,
     /// Receptive-field radius, for information.
@@ -132,113 +308,222 @@ fn one() -> usize {
     1
 }
 
-/// A model on disk, checked but not loaded.
-#[derive(Debug, Clone, PartialEq)]
-pub struct ModelPackage {
-    /// The sidecar (or defaults for a bare ONNX file).
-    pub sidecar: ModelSidecar,
-    /// The ONNX file.
-    pub onnx: PathBuf,
+impl ModelSidecar {
+    /// The package this sidecar describes, its ONNX file at `onnx`.
+    fn into_package(self, onnx: PathBuf, format: &str) -> Result<ModelPackage, String> {
+        for t in [&self.input, &self.output] {
+            if t.dtype != "float32" {
+                return Err(format!(
+                    "tensor {:?} is {}; only float32 is supported",
+                    t.name, t.dtype
+                ));
+            }
+        }
+        if self.format.as_deref().is_some_and(|f| f != "onnx") {
+            return Err(format!(
+                "format {:?} is not supported (only onnx)",
+                self.format
+            ));
+        }
+        let t = &self.tiling;
+        if t.size_multiple == 0 {
+            return Err("tiling.size_multiple must be at least 1".into());
+        }
+        Ok(ModelPackage {
+            input_axes: axes_from_letters(&self.input.axes, &self.input.name)?,
+            output_axes: axes_from_letters(&self.output.axes, &self.output.name)?,
+            name: self.name,
+            description: self.description,
+            format: format.into(),
+            onnx,
+            sha256: None,
+            input_name: self.input.name,
+            output_name: self.output.name,
+            preprocessing: Vec::new(),
+            postprocessing: Vec::new(),
+            size: SizeRule::new(t.size_multiple, t.size_multiple)?,
+            halo: t.halo,
+            preferred_tile: Some(t.preferred_tile).filter(|&n| n > 0),
+            test: None,
+            license: self.license,
+        })
+    }
+}
+
+/// What kind of file describes a package.
+enum Descriptor {
+    Rdf(PathBuf),
+    Sidecar(PathBuf),
+    Bare,
+}
+
+fn is_rdf_name(p: &Path) -> bool {
+    p.file_name().is_some_and(|n| {
+        let n = n.to_string_lossy();
+        RDF_NAMES.contains(&n.as_ref()) || n.ends_with(".bioimageio.yaml")
+    })
+}
+
+fn descriptor(path: &Path) -> Result<Descriptor, String> {
+    let ext = path.extension().and_then(|e| e.to_str()).unwrap_or("");
+    if path.is_dir() {
+        let found = RDF_NAMES
+            .iter()
+            .map(|n| path.join(n))
+            .chain(
+                std::fs::read_dir(path)
+                    .into_iter()
+                    .flatten()
+                    .flatten()
+                    .map(|e| e.path())
+                    .filter(|p| is_rdf_name(p)),
+            )
+            .find(|p| p.is_file());
+        return match found {
+            Some(rdf) => Ok(Descriptor::Rdf(rdf)),
+            None if path.join("model.toml").is_file() => {
+                Ok(Descriptor::Sidecar(path.join("model.toml")))
+            }
+            None => Err(
+                "folder holds no rdf.yaml, bioimageio.yaml, *.bioimageio.yaml or model.toml".into(),
+            ),
+        };
+    }
+    match ext {
+        "yaml" | "yml" => Ok(Descriptor::Rdf(path.to_path_buf())),
+        "toml" => Ok(Descriptor::Sidecar(path.to_path_buf())),
+        "onnx" => Ok(match path.with_extension("toml") {
+            sc if sc.is_file() => Descriptor::Sidecar(sc),
+            _ => Descriptor::Bare,
+        }),
+        _ if !path.exists() => Err("not found".into()),
+        _ => Err(
+            "expected a bioimage.io rdf.yaml, a model.toml, an .onnx file, or a folder holding one"
+                .into(),
+        ),
+    }
+}
+
+/// Hex SHA-256 of a file.
+fn sha256_of(path: &Path) -> Result<String, String> {
+    let mut file =
+        std::fs::File::open(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    let mut hasher = Sha256::new();
+    std::io::copy(&mut file, &mut hasher)
+        .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    Ok(hasher
+        .finalize()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect())
 }
 
 impl ModelPackage {
-    /// Open a package from a sidecar, a folder holding `model.toml`, or a bare `.onnx`.
+    /// Open a package: a bioimage.io description, a sidecar, a bare `.onnx`, or a folder.
     pub fn open(path: &Path) -> Result<Self, InferenceError> {
         let err = |problem: String| InferenceError::Model {
             path: path.display().to_string(),
             problem,
         };
-        let sidecar_path = if path.is_dir() {
-            Some(path.join("model.toml"))
-        } else if path.extension().is_some_and(|e| e == "toml") {
-            Some(path.to_path_buf())
-        } else if path.extension().is_some_and(|e| e == "onnx") {
-            Some(path.with_extension("toml")).filter(|p| p.is_file())
-        } else {
-            return Err(err(
-                "expected a model.toml, a folder holding one, or an .onnx file".into(),
-            ));
-        };
-        let package = match sidecar_path {
-            Some(sc) => {
+        let package = match descriptor(path).map_err(err)? {
+            Descriptor::Rdf(rdf) => {
+                super::bioimageio::read(&rdf).map_err(|problem| InferenceError::Model {
+                    path: rdf.display().to_string(),
+                    problem,
+                })?
+            }
+            Descriptor::Sidecar(sc) => {
                 let text = std::fs::read_to_string(&sc)
                     .map_err(|e| err(format!("cannot read {}: {e}", sc.display())))?;
                 let sidecar: ModelSidecar = toml::from_str(&text)
                     .map_err(|e| err(format!("{}: {}", sc.display(), e.to_string().trim())))?;
-                let base = sc.parent().unwrap_or(Path::new("."));
                 let onnx = if path.extension().is_some_and(|e| e == "onnx") {
                     path.to_path_buf()
                 } else {
-                    base.join(&sidecar.weights)
+                    sc.parent().unwrap_or(Path::new(".")).join(&sidecar.weights)
                 };
-                Self { sidecar, onnx }
+                sidecar.into_package(onnx, "toml sidecar").map_err(err)?
             }
-            None => Self {
-                sidecar: ModelSidecar {
-                    name: path
-                        .file_stem()
-                        .map(|s| s.to_string_lossy().into_owned())
-                        .unwrap_or_default(),
-                    description: String::new(),
-                    weights: path.to_path_buf(),
-                    license: String::new(),
-                    format: None,
-                    opset: None,
-                    input: TensorSpec::default(),
-                    output: TensorSpec::default(),
-                    tiling: TilingSpec::default(),
-                    camera: None,
-                    architecture: None,
-                    training: None,
-                },
-                onnx: path.to_path_buf(),
-            },
+            Descriptor::Bare => Self::bare(path),
         };
         package.check().map_err(err)?;
         Ok(package)
     }
 
+    /// Defaults for an ONNX file with no description.
+    fn bare(path: &Path) -> Self {
+        Self {
+            name: path
+                .file_stem()
+                .map(|s| s.to_string_lossy().into_owned())
+                .unwrap_or_default(),
+            description: String::new(),
+            format: "onnx".into(),
+            onnx: path.to_path_buf(),
+            sha256: None,
+            input_name: String::new(),
+            output_name: String::new(),
+            input_axes: vec![Axis::Batch, Axis::Channel, Axis::Y, Axis::X],
+            output_axes: vec![Axis::Batch, Axis::Channel, Axis::Y, Axis::X],
+            preprocessing: Vec::new(),
+            postprocessing: Vec::new(),
+            size: SizeRule::any(),
+            halo: 0,
+            preferred_tile: None,
+            test: None,
+            license: String::new(),
+        }
+    }
+
     fn check(&self) -> Result<(), String> {
-        let s = &self.sidecar;
-        for t in [&s.input, &s.output] {
-            if t.axes != "bcyx" || t.dtype != "float32" {
-                return Err(format!(
-                    "tensor {:?} is {} {:?}; only float32 \"bcyx\" is supported",
-                    t.name, t.dtype, t.axes
-                ));
-            }
-        }
-        if s.format.as_deref().is_some_and(|f| f != "onnx") {
-            return Err(format!(
-                "format {:?} is not supported (only onnx)",
-                s.format
-            ));
-        }
-        let t = &s.tiling;
-        if t.size_multiple == 0 {
-            return Err("tiling.size_multiple must be at least 1".into());
-        }
-        if t.preferred_tile != 0
-            && (t.preferred_tile % t.size_multiple != 0 || t.preferred_tile <= 2 * t.halo)
+        if let Some(t) = self.preferred_tile
+            && (t % self.size.step != 0 || t <= 2 * self.halo)
         {
             return Err(format!(
-                "tiling.preferred_tile {} must be a multiple of size_multiple {} and larger than twice the halo {}",
-                t.preferred_tile, t.size_multiple, t.halo
+                "preferred tile {t} must be a multiple of the size step {} and larger than twice the halo {}",
+                self.size.step, self.halo
             ));
         }
         if !self.onnx.is_file() {
             return Err(format!("weights {} not found", self.onnx.display()));
         }
+        if let Some(want) = &self.sha256 {
+            let got = sha256_of(&self.onnx)?;
+            if !got.eq_ignore_ascii_case(want) {
+                return Err(format!(
+                    "weights {} have SHA-256 {got}, the description says {want}: the file is corrupt or not the one described",
+                    self.onnx.display()
+                ));
+            }
+        }
+        if let Some(t) = &self.test {
+            for f in [&t.input, &t.output] {
+                if !f.is_file() {
+                    return Err(format!("test tensor {} not found", f.display()));
+                }
+            }
+        }
         Ok(())
     }
 
-    /// Tiling for this model, with the tile side overridden when `tile` is non-zero.
+    /// Tiling for this model: `tile` if non-zero, else the package's preferred tile, else
+    /// automatic (whole frames for models without a halo, else tiles of at least 256 pixels).
     pub fn tiling(&self, tile: usize) -> Tiling {
-        let t = &self.sidecar.tiling;
+        let auto = if self.halo == 0 {
+            0
+        } else {
+            (256usize.max(4 * self.halo)).div_ceil(self.size.step) * self.size.step
+        };
+        let tile = match (tile, self.preferred_tile) {
+            (0, Some(p)) => p,
+            (0, None) => auto,
+            (t, _) => t,
+        };
         Tiling {
-            tile: if tile == 0 { t.preferred_tile } else { tile },
-            halo: t.halo,
-            multiple: t.size_multiple,
+            tile,
+            halo: self.halo,
+            multiple: self.size.step,
+            min_size: self.size.min,
         }
     }
 }
@@ -269,7 +554,8 @@ mod tests {
             Tiling {
                 tile: 64,
                 halo: 8,
-                multiple: 16
+                multiple: 16,
+                min_size: 16,
             }
         );
         assert_eq!(p.tiling(128).tile, 128);
@@ -281,13 +567,14 @@ mod tests {
         let d = dir("bare");
         std::fs::write(d.join("m.onnx"), b"x").unwrap();
         let p = ModelPackage::open(&d.join("m.onnx")).unwrap();
-        assert_eq!(p.sidecar.name, "m");
+        assert_eq!((p.name.as_str(), p.format.as_str()), ("m", "onnx"));
         assert_eq!(
             p.tiling(0),
             Tiling {
                 tile: 0,
                 halo: 0,
-                multiple: 1
+                multiple: 1,
+                min_size: 1,
             }
         );
         let _ = std::fs::remove_dir_all(d);
@@ -299,8 +586,8 @@ mod tests {
         let cases = [
             ("name = \"n\"\n", "weights"),
             (
-                "name = \"n\"\nweights = \"m.onnx\"\n[input]\naxes = \"byxc\"\n",
-                "only float32 \"bcyx\"",
+                "name = \"n\"\nweights = \"m.onnx\"\n[input]\naxes = \"bxyc\"\n",
+                "x before y",
             ),
             (
                 "name = \"n\"\nweights = \"m.onnx\"\n[tiling]\npreferred_tile = 30\nsize_multiple = 16\n",

@@ -86,11 +86,7 @@ pub fn library_candidates(config: &InferenceConfig) -> Vec<(String, Option<PathB
         out.push(("ORT_DYLIB_PATH".to_string(), Some(PathBuf::from(p))));
         return out;
     }
-    let mut roots: Vec<PathBuf> = std::env::current_dir().into_iter().collect();
-    if let Ok(exe) = std::env::current_exe() {
-        roots.extend(exe.ancestors().skip(1).map(Path::to_path_buf));
-    }
-    for root in roots {
+    for root in crate::install::search_roots() {
         let venv = root.join(".venv");
         out.push((format!("{}", venv.display()), venv_library(&venv)));
     }

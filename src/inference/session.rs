@@ -1,9 +1,12 @@
-//! `ImageModel`: an ONNX model that maps one single-channel image to another
-//! (`[1, 1, H, W]` float32 in, same shape out), run through ONNX Runtime.
+//! `ImageModel`: an ONNX model that maps one single-channel image to another (float32, axes
+//! from the package, e.g. `[1, 1, H, W]`), run through ONNX Runtime with a preallocated output.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
+
+use ort::session::{HasSelectedOutputs, OutputSelector, RunOptions};
 
 use super::InferenceError;
+use super::package::{Axis, ModelPackage};
 use super::provider::{ProviderKind, ProviderSelection, select_provider};
 use super::runtime::{InferenceConfig, OrtRuntime};
 
@@ -13,7 +16,19 @@ pub struct ImageModel {
     path: PathBuf,
     input_name: String,
     output_name: String,
+    input_axes: Vec<Axis>,
     provider: ProviderSelection,
+    /// Input tensors and run options with a preallocated output, per input size: tiles are
+    /// copied into the input and ONNX Runtime writes straight into the output, so
+    /// steady-state frames allocate nothing.
+    prepared: Vec<Prepared>,
+}
+
+/// Buffers for one input size.
+struct Prepared {
+    size: (usize, usize),
+    input: ort::value::Tensor<f32>,
+    options: RunOptions<HasSelectedOutputs>,
 }
 
 impl std::fmt::Debug for ImageModel {
@@ -25,6 +40,77 @@ impl std::fmt::Debug for ImageModel {
             .field("provider", &self.provider)
             .finish()
     }
+}
+
+/// How many distinct tile sizes keep a preallocated output (a frame has at most four).
+const PREPARED_SIZES: usize = 8;
+
+/// The tensor shape for an `h` x `w` image with these axes (batch and channel are 1).
+fn shape_for(axes: &[Axis], h: usize, w: usize) -> Vec<usize> {
+    axes.iter()
+        .map(|a| match a {
+            Axis::Y => h,
+            Axis::X => w,
+            Axis::Batch | Axis::Channel => 1,
+        })
+        .collect()
+}
+
+/// The graph input or output called `want` (any name when the graph has just one).
+fn pick<'a>(
+    outlets: &'a [ort::value::Outlet],
+    want: &str,
+    what: &str,
+) -> Result<&'a ort::value::Outlet, String> {
+    let found = if want.is_empty() {
+        match outlets {
+            [one] => Some(one),
+            _ => None,
+        }
+    } else {
+        outlets.iter().find(|o| o.name() == want)
+    };
+    found.ok_or_else(|| {
+        let names: Vec<&str> = outlets.iter().map(|o| o.name()).collect();
+        if want.is_empty() {
+            format!(
+                "the graph has {} {what}s {names:?}; name the one to use",
+                names.len()
+            )
+        } else {
+            format!("the graph has no {what} {want:?} (it has {names:?})")
+        }
+    })
+}
+
+/// Check a graph tensor against the axes the package gives it.
+fn check_outlet(outlet: &ort::value::Outlet, axes: &[Axis]) -> Result<(), String> {
+    let name = outlet.name();
+    let dtype = outlet.dtype();
+    match dtype.tensor_type() {
+        Some(ort::value::TensorElementType::Float32) => {}
+        Some(other) => {
+            return Err(format!(
+                "tensor {name:?} is {other:?}; only float32 model tensors are supported"
+            ));
+        }
+        None => return Err(format!("{name:?} is not a tensor")),
+    }
+    let shape = dtype.tensor_shape().map(|s| s.to_vec()).unwrap_or_default();
+    if shape.len() != axes.len() {
+        return Err(format!(
+            "tensor {name:?} has shape {shape:?} ({} dimensions) but the package gives it the axes {axes:?}",
+            shape.len()
+        ));
+    }
+    for (dim, axis) in shape.iter().zip(axes) {
+        if matches!(axis, Axis::Batch | Axis::Channel) && *dim != 1 && *dim != -1 {
+            return Err(format!(
+                "tensor {name:?} has shape {shape:?}: its {axis:?} axis is {dim}, scopepilot runs single images of one channel"
+            ));
+        }
+    }
+    Ok(())
 }
 
 fn gpu_provider(
@@ -48,12 +134,14 @@ fn gpu_provider(
 }
 
 impl ImageModel {
-    /// Load the model at `path` with the configured provider, threads and optimisation.
+    /// Load the package's ONNX file with the configured provider, threads and optimisation,
+    /// and check its graph against the package (names, element types, axes).
     pub fn load(
         runtime: &OrtRuntime,
-        path: &Path,
+        package: &ModelPackage,
         config: &InferenceConfig,
     ) -> Result<Self, InferenceError> {
+        let path = package.onnx.as_path();
         let err = |problem: String| InferenceError::Model {
             path: path.display().to_string(),
             problem,
@@ -89,20 +177,25 @@ impl ImageModel {
         let session = builder
             .commit_from_file(path)
             .map_err(|e| err(format!("not a loadable ONNX model: {e}")))?;
-        let (inputs, outputs) = (session.inputs(), session.outputs());
-        if inputs.len() != 1 || outputs.len() != 1 {
+        if session.inputs().len() != 1 {
             return Err(err(format!(
-                "an image model needs exactly one input and one output, found {} and {}",
-                inputs.len(),
-                outputs.len()
+                "an image model needs exactly one input, found {}",
+                session.inputs().len()
             )));
         }
+        let input = pick(session.inputs(), &package.input_name, "input").map_err(err)?;
+        let output = pick(session.outputs(), &package.output_name, "output").map_err(err)?;
+        check_outlet(input, &package.input_axes).map_err(err)?;
+        check_outlet(output, &package.output_axes).map_err(err)?;
+        let (input_name, output_name) = (input.name().to_string(), output.name().to_string());
         Ok(Self {
-            input_name: inputs[0].name().to_string(),
-            output_name: outputs[0].name().to_string(),
+            input_name,
+            output_name,
+            input_axes: package.input_axes.clone(),
             path: path.to_path_buf(),
             session,
             provider,
+            prepared: Vec::new(),
         })
     }
 
@@ -114,6 +207,40 @@ impl ImageModel {
     /// Name of the model's input.
     pub fn input_name(&self) -> &str {
         &self.input_name
+    }
+
+    /// Name of the model's output.
+    pub fn output_name(&self) -> &str {
+        &self.output_name
+    }
+
+    /// The buffers for an `h` x `w` input, made on first use.
+    fn prepared(&mut self, h: usize, w: usize) -> Result<usize, InferenceError> {
+        if let Some(i) = self.prepared.iter().position(|p| p.size == (h, w)) {
+            return Ok(i);
+        }
+        let run_err = |e: ort::Error| InferenceError::Run(e.to_string());
+        let tensor = || {
+            ort::value::Tensor::<f32>::new(
+                &ort::memory::Allocator::default(),
+                shape_for(&self.input_axes, h, w),
+            )
+            .map_err(run_err)
+        };
+        let options = RunOptions::new().map_err(run_err)?.with_outputs(
+            OutputSelector::no_default()
+                .with(&self.output_name)
+                .preallocate(&self.output_name, tensor()?),
+        );
+        if self.prepared.len() == PREPARED_SIZES {
+            self.prepared.remove(0);
+        }
+        self.prepared.push(Prepared {
+            size: (h, w),
+            input: tensor()?,
+            options,
+        });
+        Ok(self.prepared.len() - 1)
     }
 
     /// Run on a `height` x `width` image (row-major) and write the result into `out`.
@@ -132,18 +259,19 @@ impl ImageModel {
                 out.len()
             )));
         }
-        let tensor = ort::value::TensorRef::from_array_view(([1usize, 1, height, width], input))
-            .map_err(|e| run_err(&e))?;
+        let index = self.prepared(height, width)?;
+        let prepared = &mut self.prepared[index];
+        prepared.input.extract_tensor_mut().1.copy_from_slice(input);
         let outputs = self
             .session
-            .run(ort::inputs![tensor])
+            .run_with_options(ort::inputs![&prepared.input], &prepared.options)
             .map_err(|e| run_err(&e))?;
         let (shape, data) = outputs[0]
             .try_extract_tensor::<f32>()
             .map_err(|e| run_err(&e))?;
         if data.len() != out.len() {
             return Err(InferenceError::Run(format!(
-                "model output has shape {shape:?}, expected [1, 1, {height}, {width}]"
+                "model output has shape {shape:?}, expected {height}x{width} pixels"
             )));
         }
         out.copy_from_slice(data);

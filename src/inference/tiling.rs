@@ -14,8 +14,10 @@ pub struct Tiling {
     pub tile: usize,
     /// Context margin in pixels on each side of a tile.
     pub halo: usize,
-    /// The model needs input sides divisible by this (1 = any size).
+    /// The model needs input sides of `min_size + k * multiple` (1 = any size).
     pub multiple: usize,
+    /// Smallest input side the model accepts (windows are padded up to it).
+    pub min_size: usize,
 }
 
 /// Scratch buffers reused across frames.
@@ -25,9 +27,16 @@ pub struct TileBuffers {
     output: Vec<f32>,
 }
 
-/// Round `n` up to a multiple of `m`.
-fn round_up(n: usize, m: usize) -> usize {
-    n.div_ceil(m.max(1)) * m.max(1)
+impl Tiling {
+    /// The smallest input side the model accepts that holds `n` pixels.
+    fn fit(&self, n: usize) -> usize {
+        let (min, step) = (self.min_size.max(1), self.multiple.max(1));
+        if n <= min {
+            min
+        } else {
+            min + (n - min).div_ceil(step) * step
+        }
+    }
 }
 
 /// Reflect an index into `0..n` (`-1 -> 1`, `n -> n - 2`), for padding.
@@ -83,11 +92,8 @@ pub fn run_tiled<E>(
                 (y0 + tile_h + halo).min(height),
                 (x0 + tile_w + halo).min(width),
             );
-            // ...and extended to the size multiple (reflected only beyond the frame edge).
-            let (ih, iw) = (
-                round_up(iy1 - iy0, tiling.multiple),
-                round_up(ix1 - ix0, tiling.multiple),
-            );
+            // ...and extended to a size the model accepts (reflected only beyond the frame edge).
+            let (ih, iw) = (tiling.fit(iy1 - iy0), tiling.fit(ix1 - ix0));
             buffers.input.resize(ih * iw, 0.0);
             buffers.output.resize(ih * iw, 0.0);
             for ty in 0..ih {
@@ -167,6 +173,7 @@ mod tests {
             tile: 16,
             halo: 2,
             multiple: 1,
+            min_size: 1,
         };
         let (whole, tiled) = whole_and_tiled(45, 70, tiling, box5);
         assert_eq!(tiled, whole, "halo = receptive field: identical everywhere");
@@ -178,6 +185,7 @@ mod tests {
             tile: 16,
             halo: 0,
             multiple: 1,
+            min_size: 1,
         };
         let (whole, tiled) = whole_and_tiled(40, 40, tiling, box5);
         assert_ne!(tiled, whole);
@@ -194,6 +202,7 @@ mod tests {
             tile: 16,
             halo: 4,
             multiple: 8,
+            min_size: 8,
         };
         let mut sizes = Vec::new();
         run_tiled(
@@ -244,9 +253,48 @@ mod tests {
             tile: 13,
             halo: 3,
             multiple: 2,
+            min_size: 2,
         };
         let (whole, tiled) = whole_and_tiled(42, 58, tiling, pool2);
         assert_eq!(tiled, whole);
+    }
+
+    #[test]
+    fn windows_grow_to_the_model_minimum_size() {
+        let tiling = Tiling {
+            tile: 0,
+            halo: 0,
+            multiple: 8,
+            min_size: 24,
+        };
+        assert_eq!(
+            [1, 24, 25, 32, 33].map(|n| tiling.fit(n)),
+            [24, 24, 32, 32, 40]
+        );
+        let (h, w) = (10, 30);
+        let img = image(h, w);
+        let mut whole = vec![0.0; h * w];
+        box5(&img, h, w, &mut whole).unwrap();
+        let (mut tiled, mut sizes) = (vec![0.0; h * w], Vec::new());
+        run_tiled(
+            &img,
+            h,
+            w,
+            tiling,
+            &mut TileBuffers::default(),
+            &mut tiled,
+            |i, th, tw, o| {
+                sizes.push((th, tw));
+                box5(i, th, tw, o)
+            },
+        )
+        .unwrap();
+        assert_eq!(sizes, vec![(24, 32)]);
+        for y in 2..h - 2 {
+            for x in 2..w - 2 {
+                assert_eq!(tiled[y * w + x], whole[y * w + x], "({y}, {x})");
+            }
+        }
     }
 
     #[test]
@@ -257,6 +305,7 @@ mod tests {
             tile: 0,
             halo: 0,
             multiple: 1,
+            min_size: 1,
         };
         let r = run_tiled(
             &img,

@@ -1,25 +1,27 @@
-//! `DenoiseStage`: runs an image-to-image ONNX model (e.g. a CARE / Noise2Void denoiser) on
-//! every frame through ONNX Runtime, tiled with the model's halo. Output is f32 from the
-//! stage's own frame pool; a failed inference skips the frame (counted) and the stage goes on.
+//! `DenoiseStage`: runs an image-to-image model (e.g. a CARE / Noise2Void denoiser from a
+//! bioimage.io package) on every frame through ONNX Runtime, with the package's processing and
+//! tiling. Output is f32 from the stage's own frame pool; a failed inference skips the frame
+//! (counted) and the stage goes on. The model can be replaced while running through its
+//! [`ModelSlot`] (the `Models.LoadModel` RPC); the switch happens between two frames.
 
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 
 use serde::Deserialize;
 
 use super::stage::{Emitter, F32Output, Stage, StageError};
 use crate::frame::{Frame, FramePool};
-use crate::inference::package::ModelPackage;
-use crate::inference::tiling::{TileBuffers, Tiling, run_tiled};
-use crate::inference::{ImageModel, InferenceConfig, InferenceError, OrtRuntime};
+use crate::inference::{InferenceConfig, InferenceError, LoadedModel, ModelPackage, ModelSummary};
 
 /// Parameters of the `denoise` stage (`params = { model = "models/...", tile = 0 }`).
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DenoiseParams {
-    /// Model package: a `model.toml`, its folder, or a bare `.onnx` (relative to the working
-    /// directory).
+    /// Model package: a bioimage.io `rdf.yaml`, a `model.toml`, a folder holding one, or a
+    /// bare `.onnx` (relative paths: see `Config::resolve_paths`).
     pub model: PathBuf,
-    /// Output tile side (0 = the model's preferred tile).
+    /// Output tile side (0 = the model's preferred tile, or automatic).
     #[serde(default)]
     pub tile: usize,
     /// Output buffers kept by the stage.
@@ -48,47 +50,91 @@ impl DenoiseParams {
     }
 }
 
+/// The model of a running stage, seen from outside: what it is, and a model waiting to
+/// replace it.
+#[derive(Debug)]
+pub struct ModelSlot {
+    current: Mutex<Arc<ModelSummary>>,
+    pending: Mutex<Option<LoadedModel>>,
+    has_pending: AtomicBool,
+}
+
+impl ModelSlot {
+    fn new(summary: ModelSummary) -> Self {
+        Self {
+            current: Mutex::new(Arc::new(summary)),
+            pending: Mutex::new(None),
+            has_pending: AtomicBool::new(false),
+        }
+    }
+
+    /// The model in use.
+    pub fn current(&self) -> Arc<ModelSummary> {
+        self.current
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// Hand over a loaded model; the stage switches to it before its next frame.
+    pub fn replace(&self, model: LoadedModel) {
+        *self.pending.lock().unwrap_or_else(|p| p.into_inner()) = Some(model);
+        self.has_pending.store(true, Ordering::Release);
+    }
+
+    /// The waiting model, if any (checked by the stage once per frame: one atomic load).
+    fn take(&self) -> Option<LoadedModel> {
+        if !self.has_pending.swap(false, Ordering::Acquire) {
+            return None;
+        }
+        let model = self
+            .pending
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take()?;
+        *self.current.lock().unwrap_or_else(|p| p.into_inner()) = Arc::new(model.summary());
+        Some(model)
+    }
+}
+
 /// The denoising stage.
 pub struct DenoiseStage {
-    model: ImageModel,
-    name: String,
-    tiling: Tiling,
+    model: LoadedModel,
+    slot: Arc<ModelSlot>,
     pool_frames: usize,
     pool: Option<FramePool>,
     input: Vec<f32>,
-    buffers: TileBuffers,
 }
 
 impl DenoiseStage {
-    /// Load the model and make the stage.
+    /// Load the model (with its self-test) and make the stage.
     pub fn new(
         params: &DenoiseParams,
         inference: &InferenceConfig,
     ) -> Result<Self, InferenceError> {
-        let package = ModelPackage::open(&params.model)?;
-        let runtime = OrtRuntime::get_or_init(inference)?;
-        let model = ImageModel::load(&runtime, &package.onnx, inference)?;
+        let model = LoadedModel::open(&params.model, params.tile, inference)?;
+        let summary = model.summary();
         tracing::info!(
-            model = %package.sidecar.name,
-            provider = model.provider().used.name(),
-            tile = package.tiling(params.tile).tile,
-            halo = package.sidecar.tiling.halo,
+            model = %summary.name,
+            format = %summary.format,
+            provider = summary.provider.used.name(),
+            tile = summary.tile,
+            halo = summary.halo,
+            self_test = ?summary.self_test,
             "denoise model loaded"
         );
         Ok(Self {
+            slot: Arc::new(ModelSlot::new(summary)),
             model,
-            name: package.sidecar.name.clone(),
-            tiling: package.tiling(params.tile),
             pool_frames: params.pool_frames,
             pool: None,
             input: Vec::new(),
-            buffers: TileBuffers::default(),
         })
     }
 
     /// Name of the loaded model.
-    pub fn model_name(&self) -> &str {
-        &self.name
+    pub fn model_name(&self) -> String {
+        self.slot.current().name.clone()
     }
 }
 
@@ -97,22 +143,22 @@ impl Stage for DenoiseStage {
         "denoise"
     }
 
+    fn model_slot(&self) -> Option<Arc<ModelSlot>> {
+        Some(self.slot.clone())
+    }
+
     fn process(&mut self, input: &Frame, out: &mut Emitter<'_>) -> Result<(), StageError> {
+        if let Some(model) = self.slot.take() {
+            tracing::info!(model = %model.package().name, "denoise model replaced");
+            self.model = model;
+        }
         let spec = input.spec();
         let (h, w) = (spec.height as usize, spec.width as usize);
         input.pixels().copy_to_f32(&mut self.input);
         let mut output = F32Output::acquire(&mut self.pool, input, self.pool_frames)?;
-        let model = &mut self.model;
-        run_tiled(
-            &self.input,
-            h,
-            w,
-            self.tiling,
-            &mut self.buffers,
-            output.pixels(),
-            |i, th, tw, o| model.run(i, th, tw, o),
-        )
-        .map_err(|e| StageError(format!("frame {}: {e}", input.meta().frame_number)))?;
+        self.model
+            .process(&self.input, h, w, output.pixels())
+            .map_err(|e| StageError(format!("frame {}: {e}", input.meta().frame_number)))?;
         out.emit(output.publish());
         Ok(())
     }

@@ -24,7 +24,7 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::Receiver;
 use serde::Deserialize;
 
-use self::denoise::{DenoiseParams, DenoiseStage};
+use self::denoise::{DenoiseParams, DenoiseStage, ModelSlot};
 use self::gaussian::{GaussianParams, GaussianStage};
 use self::output::Output;
 use self::passthrough::PassthroughStage;
@@ -286,6 +286,8 @@ pub struct StageInfo {
     pub queue_policy: String,
     /// Counters.
     pub stats: Arc<StageStats>,
+    /// The model of a learned stage (which one, on which provider; replaceable).
+    pub model: Option<Arc<ModelSlot>>,
 }
 
 /// A running pipeline.
@@ -319,11 +321,12 @@ impl Pipeline {
             queue_capacity: ring_capacity as u64,
             queue_policy: ring_policy.into(),
             stats: raw_stats.clone(),
+            model: None,
         }];
         // Queues first, so that every stream knows its downstream senders.
         let mut senders: HashMap<String, Vec<QueueSender>> = HashMap::new();
         let mut receivers: Vec<Receiver<Frame>> = Vec::new();
-        for (s, (name, input)) in stages.iter().zip(&inputs) {
+        for ((s, (name, input)), stage) in stages.iter().zip(&inputs).zip(&built) {
             let stats = Arc::new(StageStats::default());
             let (tx, rx) = stage_queue(s.queue, stats.clone());
             senders.entry(input.clone()).or_default().push(tx);
@@ -335,6 +338,7 @@ impl Pipeline {
                 queue_capacity: s.queue.effective_capacity() as u64,
                 queue_policy: s.queue.policy.name().into(),
                 stats,
+                model: stage.model_slot(),
             });
         }
         let mut outputs = Vec::new();

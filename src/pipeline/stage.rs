@@ -16,6 +16,11 @@ pub trait Stage: Send {
     /// Short name of the stage kind (`gaussian`, ...).
     fn kind(&self) -> &'static str;
 
+    /// The model slot of a stage that runs a replaceable model (none by default).
+    fn model_slot(&self) -> Option<std::sync::Arc<super::denoise::ModelSlot>> {
+        None
+    }
+
     /// Process one input frame, emitting results through `out`.
     fn process(&mut self, input: &Frame, out: &mut Emitter<'_>) -> Result<(), StageError>;
 }

@@ -9,6 +9,7 @@ use scopepilot::config::Config;
 use scopepilot::daemon::Daemon;
 use scopepilot::proto::acquisition_client::AcquisitionClient;
 use scopepilot::proto::frames_client::FramesClient;
+use scopepilot::proto::models_client::ModelsClient;
 use scopepilot::proto::{GetStatusRequest, GetStatusResponse, StartRequest};
 use tokio::sync::oneshot;
 use tonic::transport::Channel;
@@ -83,6 +84,10 @@ impl TestServer {
 
     pub async fn frames(&self) -> FramesClient<Channel> {
         FramesClient::new(self.channel().await).max_decoding_message_size(64 << 20)
+    }
+
+    pub async fn models(&self) -> ModelsClient<Channel> {
+        ModelsClient::new(self.channel().await)
     }
 
     pub async fn stop(mut self) {

@@ -29,7 +29,11 @@ import pytest
 REPO = Path(__file__).resolve().parents[2]
 PROTO_DIR = REPO / "proto"
 GENERATED = Path(__file__).resolve().parent / "_generated"
-PROTOS = ["scopepilot/v1/acquisition.proto", "scopepilot/v1/frames.proto"]
+PROTOS = [
+    "scopepilot/v1/acquisition.proto",
+    "scopepilot/v1/frames.proto",
+    "scopepilot/v1/models.proto",
+]
 
 READY_RE = re.compile(r"^scopepilot (\S+) listening grpc=(127\.0\.0\.1:(\d+))$")
 STARTUP_TIMEOUT_S = 20.0
