@@ -1,5 +1,5 @@
-//! Opt-in real-time check (not a criterion bench): can the default setup, a simulated 512x512
-//! source at 100 fps feeding the Gaussian stage, keep its frame rate for minutes on this machine?
+//! Opt-in real-time check (not a criterion bench): can a simulated 512x512 source at 100 fps
+//! feeding the Gaussian stage keep its frame rate for minutes on this machine?
 //!
 //! Skipped unless `SCOPEPILOT_SUSTAINED_SECS` is set, so `cargo bench` and `cargo test` stay
 //! fast. Run it with, for example:
@@ -9,7 +9,8 @@
 //! ```
 //!
 //! Optional: `SCOPEPILOT_SUSTAINED_SIZE` (square side, default 512), `SCOPEPILOT_SUSTAINED_FPS`
-//! (default 100). The topology mirrors `config/default.toml`: ring of 64 (drop_oldest), source
+//! (default 100). The topology is the classical half of `config/default.toml` (no learned stage;
+//! `scripts/bench-denoise.sh` measures that): ring of 64 (drop_oldest), source
 //! pool of 80 frames, `gaussian` stage (sigma 1.5, queue 8 drop_oldest), one subscriber of the
 //! `gaussian` stream (queue 4) that drains it. The camera loop is the one of
 //! `source::runner::SourceThread`, written out here so the source's late-frame counter (which the

@@ -5,13 +5,9 @@ set -euo pipefail
 
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 
-# Runtime setup hook. Nothing the daemon needs at run time comes from Python yet; when it does
-# (e.g. the ONNX Runtime shared library from the onnxruntime wheel in .venv), set NEEDS_VENV=1
-# here and export what the daemon needs (e.g. ORT_DYLIB_PATH) after the venv is ready.
-NEEDS_VENV=0
-if [[ "$NEEDS_VENV" == 1 ]]; then
-    "$root/scripts/setup-venv.sh"
-fi
+# The daemon loads ONNX Runtime from the onnxruntime wheel in .venv (the default pipeline
+# denoises with the shipped model): install only the runtime requirements here.
+SCOPEPILOT_REQUIREMENTS="requirements-runtime.txt" "$root/scripts/setup-venv.sh"
 
 # No cd: relative --config paths stay relative to the caller's directory.
 exec cargo run --release --manifest-path "$root/Cargo.toml" --bin scopepilot -- serve "$@"

@@ -1,8 +1,8 @@
 //! Configuration: one TOML file, parsed strictly (unknown keys are errors) and validated before
 //! anything starts. Every error names the key and what is wrong with it.
 //!
-//! The embedded default (`config/default.toml`) runs the simulated camera through a Gaussian
-//! stage with the API on 127.0.0.1.
+//! The embedded default (`config/default.toml`) runs the simulated camera through the shipped
+//! learned denoiser (and a Gaussian stage beside it) with the API on 127.0.0.1.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -344,6 +344,11 @@ mod tests {
             "listens on loopback by default"
         );
         assert_eq!(c.source.kind, SourceKind::Simulated);
+        assert!(
+            c.stages
+                .iter()
+                .any(|s| s.kind == crate::pipeline::StageKind::Denoise)
+        );
         assert!(
             c.stages
                 .iter()

@@ -168,7 +168,9 @@ impl OrtRuntime {
         &self.library
     }
 
-    pub(crate) fn environment(&self) -> &ort::environment::Environment {
+    /// The process-wide ONNX Runtime environment (also for sessions made outside
+    /// scopepilot's own types, e.g. the bare-loop benchmark).
+    pub fn environment(&self) -> &ort::environment::Environment {
         &self.environment
     }
 }

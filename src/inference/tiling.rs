@@ -80,6 +80,14 @@ pub fn run_tiled<E>(
         tiling.tile.min(width)
     };
     let halo = if tiling.tile == 0 { 0 } else { tiling.halo };
+    // One tile that the model takes as it is: no copies at all.
+    if tile_h == height
+        && tile_w == width
+        && tiling.fit(height) == height
+        && tiling.fit(width) == width
+    {
+        return model(image, height, width, out);
+    }
     for y0 in starts(height, tile_h) {
         for x0 in starts(width, tile_w) {
             // Input window: the tile plus real context, starting on the model's grid...
@@ -99,8 +107,12 @@ pub fn run_tiled<E>(
             for ty in 0..ih {
                 let sy = reflect((iy0 + ty) as isize, height);
                 let row = &mut buffers.input[ty * iw..(ty + 1) * iw];
-                for (tx, v) in row.iter_mut().enumerate() {
-                    *v = image[sy * width + reflect((ix0 + tx) as isize, width)];
+                if ix0 + iw <= width {
+                    row.copy_from_slice(&image[sy * width + ix0..][..iw]);
+                } else {
+                    for (tx, v) in row.iter_mut().enumerate() {
+                        *v = image[sy * width + reflect((ix0 + tx) as isize, width)];
+                    }
                 }
             }
             model(&buffers.input, ih, iw, &mut buffers.output)?;
