@@ -70,7 +70,7 @@ fn a_real_model_runs_on_cpu_and_matches_an_independent_computation() {
     }
     let mut small = vec![0.0; 3];
     let e = model.run(&[0.0; 4], 2, 2, &mut small).unwrap_err();
-    assert!(e.to_string().contains("do not fit"), "{e}");
+    assert!(e.to_string().contains("does not fit"), "{e}");
 }
 
 #[test]

@@ -155,6 +155,15 @@ impl Pixels {
         }
     }
 
+    /// Write the pixels as f32 into `out`, which must hold exactly as many values.
+    pub fn convert_into_f32(&self, out: &mut [f32]) {
+        match self {
+            Pixels::U8(v) => out.iter_mut().zip(v).for_each(|(o, &p)| *o = p as f32),
+            Pixels::U16(v) => out.iter_mut().zip(v).for_each(|(o, &p)| *o = p as f32),
+            Pixels::F32(v) => out.copy_from_slice(v),
+        }
+    }
+
     /// Append the pixels to `out` as little-endian bytes (the wire format of the API).
     pub fn extend_le_bytes(&self, out: &mut Vec<u8>) {
         match self {

@@ -9,6 +9,7 @@ use super::npy::NpyArray;
 use super::package::{Axis, ModelPackage, Tolerance};
 use super::tiling::{TileBuffers, Tiling, run_tiled};
 use super::{ImageModel, InferenceConfig, InferenceError, OrtRuntime, ProviderSelection};
+use crate::frame::Pixels;
 
 /// Outcome of a passed self-test.
 #[derive(Debug, Clone, PartialEq)]
@@ -170,6 +171,27 @@ impl LoadedModel {
             step.apply(out, input, &mut self.scratch);
         }
         Ok(())
+    }
+
+    /// Process a frame's `pixels` into `out`. A frame the model takes whole and unprocessed is
+    /// converted straight into the model's input tensor; others go through `input_f32`
+    /// (reused across calls) and [`LoadedModel::process`].
+    pub fn process_pixels(
+        &mut self,
+        pixels: &Pixels,
+        h: usize,
+        w: usize,
+        input_f32: &mut Vec<f32>,
+        out: &mut [f32],
+    ) -> Result<(), InferenceError> {
+        let plain = self.package.preprocessing.is_empty() && self.package.postprocessing.is_empty();
+        if plain && self.tiling.is_direct(h, w) && pixels.len() == h * w {
+            return self
+                .model
+                .run_filled(h, w, |tensor| pixels.convert_into_f32(tensor), out);
+        }
+        pixels.copy_to_f32(input_f32);
+        self.process(input_f32, h, w, out)
     }
 
     /// Run the package's test input and compare with its test output.

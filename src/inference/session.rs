@@ -251,17 +251,34 @@ impl ImageModel {
         width: usize,
         out: &mut [f32],
     ) -> Result<(), InferenceError> {
-        let run_err = |e: &dyn std::fmt::Display| InferenceError::Run(e.to_string());
-        if input.len() != height * width || out.len() != input.len() {
+        if input.len() != height * width {
             return Err(InferenceError::Run(format!(
-                "buffers of {} and {} values do not fit a {height}x{width} image",
-                input.len(),
+                "an input of {} values does not fit a {height}x{width} image",
+                input.len()
+            )));
+        }
+        self.run_filled(height, width, |tensor| tensor.copy_from_slice(input), out)
+    }
+
+    /// Run on a `height` x `width` image that `fill` writes straight into the model's input
+    /// tensor (saving a copy), and write the result into `out`.
+    pub fn run_filled(
+        &mut self,
+        height: usize,
+        width: usize,
+        fill: impl FnOnce(&mut [f32]),
+        out: &mut [f32],
+    ) -> Result<(), InferenceError> {
+        let run_err = |e: &dyn std::fmt::Display| InferenceError::Run(e.to_string());
+        if out.len() != height * width {
+            return Err(InferenceError::Run(format!(
+                "an output of {} values does not fit a {height}x{width} image",
                 out.len()
             )));
         }
         let index = self.prepared(height, width)?;
         let prepared = &mut self.prepared[index];
-        prepared.input.extract_tensor_mut().1.copy_from_slice(input);
+        fill(prepared.input.extract_tensor_mut().1);
         let outputs = self
             .session
             .run_with_options(ort::inputs![&prepared.input], &prepared.options)

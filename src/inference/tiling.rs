@@ -28,6 +28,13 @@ pub struct TileBuffers {
 }
 
 impl Tiling {
+    /// Whether a `height` x `width` frame goes to the model whole, as it is (one tile, a size
+    /// the model accepts).
+    pub fn is_direct(&self, height: usize, width: usize) -> bool {
+        let whole = |n: usize| self.tile == 0 || self.tile >= n;
+        whole(height) && whole(width) && self.fit(height) == height && self.fit(width) == width
+    }
+
     /// The smallest input side the model accepts that holds `n` pixels.
     fn fit(&self, n: usize) -> usize {
         let (min, step) = (self.min_size.max(1), self.multiple.max(1));
@@ -81,11 +88,7 @@ pub fn run_tiled<E>(
     };
     let halo = if tiling.tile == 0 { 0 } else { tiling.halo };
     // One tile that the model takes as it is: no copies at all.
-    if tile_h == height
-        && tile_w == width
-        && tiling.fit(height) == height
-        && tiling.fit(width) == width
-    {
+    if tiling.is_direct(height, width) {
         return model(image, height, width, out);
     }
     for y0 in starts(height, tile_h) {

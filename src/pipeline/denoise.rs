@@ -154,10 +154,9 @@ impl Stage for DenoiseStage {
         }
         let spec = input.spec();
         let (h, w) = (spec.height as usize, spec.width as usize);
-        input.pixels().copy_to_f32(&mut self.input);
         let mut output = F32Output::acquire(&mut self.pool, input, self.pool_frames)?;
         self.model
-            .process(&self.input, h, w, output.pixels())
+            .process_pixels(input.pixels(), h, w, &mut self.input, output.pixels())
             .map_err(|e| StageError(format!("frame {}: {e}", input.meta().frame_number)))?;
         out.emit(output.publish());
         Ok(())
