@@ -7,42 +7,14 @@ use std::io::Cursor;
 use std::time::Duration;
 
 use common::{SMALL, TestServer, stage, start, status, wait_for};
-use scopepilot::proto::{
-    FrameFormat, PixelType, PushFramesRequest, StopRequest, SubscribeFramesRequest,
-};
+use scopepilot::proto::{FrameFormat, PixelType, PushFramesRequest, StopRequest};
 use tonic::Code;
 
 fn u16_frame(n: u64, w: u32, h: u32) -> (PushFramesRequest, Vec<u16>) {
     let pixels: Vec<u16> = (0..w * h)
         .map(|i| (i as u64 * 7 + n * 1000) as u16)
         .collect();
-    let data = pixels.iter().flat_map(|p| p.to_le_bytes()).collect();
-    let req = PushFramesRequest {
-        width: w,
-        height: h,
-        pixel_type: PixelType::U16 as i32,
-        frame_number: n,
-        timestamp_ns: n * 1_000_000,
-        exposure_us: 5_000,
-        data,
-    };
-    (req, pixels)
-}
-
-fn subscribe(
-    stage: &str,
-    format: FrameFormat,
-    downsample: u32,
-    queue: u32,
-) -> SubscribeFramesRequest {
-    SubscribeFramesRequest {
-        stage: stage.into(),
-        format: format as i32,
-        downsample,
-        queue_capacity: queue,
-        low_percentile: 0.0,
-        high_percentile: 0.0,
-    }
+    (common::push_u16(n, w as usize, h as usize, &pixels), pixels)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -61,7 +33,7 @@ async fn pushed_frames_come_back_bit_exact_and_bad_frames_are_rejected() {
 
     acq.start(start("push")).await.unwrap();
     let mut sub = frames
-        .subscribe_frames(subscribe("raw", FrameFormat::Full, 1, 16))
+        .subscribe_frames(common::subscription("raw", FrameFormat::Full, 1, 16))
         .await
         .unwrap()
         .into_inner();
@@ -163,7 +135,7 @@ async fn subscribers_get_full_data_or_8_bit_previews_of_any_stage() {
     acq.start(start("")).await.unwrap();
 
     let mut full = frames
-        .subscribe_frames(subscribe("gaussian", FrameFormat::Full, 0, 0))
+        .subscribe_frames(common::subscription("gaussian", FrameFormat::Full, 0, 0))
         .await
         .unwrap()
         .into_inner();
@@ -192,7 +164,7 @@ async fn subscribers_get_full_data_or_8_bit_previews_of_any_stage() {
     drop(full);
 
     let mut preview = frames
-        .subscribe_frames(subscribe("raw", FrameFormat::Preview8bit, 2, 0))
+        .subscribe_frames(common::subscription("raw", FrameFormat::Preview8bit, 2, 0))
         .await
         .unwrap()
         .into_inner();
@@ -209,7 +181,7 @@ async fn subscribers_get_full_data_or_8_bit_previews_of_any_stage() {
     );
 
     let e = frames
-        .subscribe_frames(subscribe("denoised", FrameFormat::Full, 0, 0))
+        .subscribe_frames(common::subscription("denoised", FrameFormat::Full, 0, 0))
         .await
         .unwrap_err();
     assert_eq!(e.code(), Code::NotFound);
@@ -219,12 +191,12 @@ async fn subscribers_get_full_data_or_8_bit_previews_of_any_stage() {
         e.message()
     );
     let e = frames
-        .subscribe_frames(subscribe("raw", FrameFormat::Full, 1000, 0))
+        .subscribe_frames(common::subscription("raw", FrameFormat::Full, 1000, 0))
         .await
         .unwrap_err();
     assert_eq!(e.code(), Code::InvalidArgument);
     let e = frames
-        .subscribe_frames(subscribe("raw", FrameFormat::Full, 1, 100_000))
+        .subscribe_frames(common::subscription("raw", FrameFormat::Full, 1, 100_000))
         .await
         .unwrap_err();
     assert_eq!(e.code(), Code::InvalidArgument);
@@ -239,7 +211,7 @@ async fn a_subscriber_that_stops_reading_loses_its_own_frames_only() {
     acq.start(start("")).await.unwrap();
     // Subscribe and never read.
     let _stalled = frames
-        .subscribe_frames(subscribe("raw", FrameFormat::Full, 1, 2))
+        .subscribe_frames(common::subscription("raw", FrameFormat::Full, 1, 2))
         .await
         .unwrap()
         .into_inner();
@@ -302,7 +274,7 @@ async fn tiff_stacks_replay_through_the_pipeline_and_corrupt_files_are_refused()
         }
         let mut frames = server.frames().await;
         let mut sub = frames
-            .subscribe_frames(subscribe("raw", FrameFormat::Full, 1, 16))
+            .subscribe_frames(common::subscription("raw", FrameFormat::Full, 1, 16))
             .await
             .unwrap()
             .into_inner();
@@ -330,7 +302,7 @@ async fn shutdown_ends_open_streams_with_unavailable_instead_of_hanging() {
     let mut frames = server.frames().await;
     // Idle acquisition: this subscription would wait forever for a frame.
     let mut sub = frames
-        .subscribe_frames(subscribe("gaussian", FrameFormat::Full, 1, 1))
+        .subscribe_frames(common::subscription("gaussian", FrameFormat::Full, 1, 1))
         .await
         .unwrap()
         .into_inner();

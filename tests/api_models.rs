@@ -6,10 +6,7 @@ mod common;
 
 use std::path::PathBuf;
 
-use scopepilot::proto::{
-    FrameFormat, ListModelsRequest, LoadModelRequest, PixelType, PushFramesRequest,
-    SubscribeFramesRequest,
-};
+use scopepilot::proto::{FrameFormat, ListModelsRequest, LoadModelRequest, PushFramesRequest};
 use tonic::Code;
 
 fn packages() -> PathBuf {
@@ -42,16 +39,8 @@ fn frame(n: u64, h: usize, w: usize) -> (PushFramesRequest, Vec<f32>) {
     let pixels: Vec<u16> = (0..h * w)
         .map(|i| ((i * 7919) % 997 + 100) as u16)
         .collect();
-    let req = PushFramesRequest {
-        width: w as u32,
-        height: h as u32,
-        pixel_type: PixelType::U16 as i32,
-        frame_number: n,
-        timestamp_ns: 0,
-        exposure_us: 0,
-        data: pixels.iter().flat_map(|p| p.to_le_bytes()).collect(),
-    };
-    (req, pixels.iter().map(|&p| p as f32).collect())
+    let input = pixels.iter().map(|&p| p as f32).collect();
+    (common::push_u16(n, w, h, &pixels), input)
 }
 
 fn f32s(data: &[u8]) -> Vec<f32> {
@@ -108,14 +97,7 @@ async fn models_are_listed_and_a_running_stage_switches_model() {
     assert!(plain.loaded.is_some());
 
     let mut sub = frames
-        .subscribe_frames(SubscribeFramesRequest {
-            stage: "denoised".into(),
-            format: FrameFormat::Full as i32,
-            downsample: 1,
-            queue_capacity: 8,
-            low_percentile: 0.0,
-            high_percentile: 0.0,
-        })
+        .subscribe_frames(common::subscription("denoised", FrameFormat::Full, 1, 8))
         .await
         .unwrap()
         .into_inner();

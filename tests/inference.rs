@@ -131,7 +131,7 @@ mod common;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_denoise_stage_runs_the_model_tiled_inside_the_daemon() {
-    use scopepilot::proto::{FrameFormat, PixelType, PushFramesRequest, SubscribeFramesRequest};
+    use scopepilot::proto::{FrameFormat, PixelType};
 
     let config = format!(
         r#"
@@ -151,14 +151,7 @@ params = {{ model = {:?} }}
     let mut frames = server.frames().await;
     acq.start(common::start("push")).await.unwrap();
     let mut sub = frames
-        .subscribe_frames(SubscribeFramesRequest {
-            stage: "denoised".into(),
-            format: FrameFormat::Full as i32,
-            downsample: 1,
-            queue_capacity: 8,
-            low_percentile: 0.0,
-            high_percentile: 0.0,
-        })
+        .subscribe_frames(common::subscription("denoised", FrameFormat::Full, 1, 8))
         .await
         .unwrap()
         .into_inner();
@@ -167,15 +160,7 @@ params = {{ model = {:?} }}
     let pixels: Vec<u16> = (0..h * w)
         .map(|i| ((i * 7919) % 4000 + 33000) as u16)
         .collect();
-    let req = PushFramesRequest {
-        width: w as u32,
-        height: h as u32,
-        pixel_type: PixelType::U16 as i32,
-        frame_number: 1,
-        timestamp_ns: 0,
-        exposure_us: 0,
-        data: pixels.iter().flat_map(|p| p.to_le_bytes()).collect(),
-    };
+    let req = common::push_u16(1, w, h, &pixels);
     frames.push_frames(tokio_stream::iter([req])).await.unwrap();
     let got = sub.message().await.unwrap().unwrap();
     assert_eq!(

@@ -301,21 +301,77 @@ fn one_each<'a, T>(list: &'a [T], what: &str) -> Result<&'a T, String> {
     }
 }
 
-// ---------------------------------------------------------------------------------------------
-// Format 0.5.
-
+/// What both formats describe the same way.
 #[derive(Debug, Deserialize)]
-struct Rdf05 {
+struct Common {
     name: String,
     #[serde(default)]
     description: String,
     #[serde(default)]
     license: Option<String>,
+    #[serde(default)]
+    config: Config,
+}
+
+/// The input and output: name, axes, processing steps.
+struct Tensors<'a> {
+    input: (&'a str, Vec<Axis>, &'a [Step]),
+    output: (&'a str, Vec<Axis>, &'a [Step]),
+}
+
+/// Weights and the size rules read from the tensors.
+struct Layout {
+    onnx: PathBuf,
+    sha256: Option<String>,
+    size: SizeRule,
+    halo: usize,
+}
+
+/// The package, from the parts either format yields.
+fn assemble(
+    common: Common,
+    tensors: Tensors<'_>,
+    layout: Layout,
+    test: Option<(&str, &str)>,
+    base: &Path,
+    version: &str,
+) -> Result<ModelPackage, String> {
+    let (in_name, input_axes, pre) = tensors.input;
+    let (out_name, output_axes, post) = tensors.output;
+    Ok(ModelPackage {
+        name: common.name,
+        description: common.description,
+        format: format!("bioimage.io {version}"),
+        onnx: layout.onnx,
+        sha256: layout.sha256,
+        input_name: in_name.to_string(),
+        output_name: out_name.to_string(),
+        input_axes,
+        output_axes,
+        preprocessing: processing(pre, in_name, in_name)?,
+        postprocessing: processing(post, out_name, in_name)?,
+        size: layout.size,
+        halo: layout.halo,
+        preferred_tile: common.config.preferred_tile(),
+        test: test.map(|(i, o)| TestTensors {
+            input: base.join(i),
+            output: base.join(o),
+            tolerance: common.config.tolerance(),
+        }),
+        license: common.license.unwrap_or_default(),
+    })
+}
+
+// ---------------------------------------------------------------------------------------------
+// Format 0.5.
+
+#[derive(Debug, Deserialize)]
+struct Rdf05 {
+    #[serde(flatten)]
+    common: Common,
     inputs: Vec<Tensor05>,
     outputs: Vec<Tensor05>,
     weights: BTreeMap<String, Option<WeightsEntry>>,
-    #[serde(default)]
-    config: Config,
 }
 
 #[derive(Debug, Deserialize)]
@@ -460,31 +516,25 @@ fn from_v05(rdf: Rdf05, base: &Path, version: &str) -> Result<ModelPackage, Stri
         }
     }
     let test = match (&input.test_tensor, &output.test_tensor) {
-        (Some(i), Some(o)) => Some(TestTensors {
-            input: base.join(&i.source),
-            output: base.join(&o.source),
-            tolerance: rdf.config.tolerance(),
-        }),
+        (Some(i), Some(o)) => Some((i.source.as_str(), o.source.as_str())),
         _ => None,
     };
-    Ok(ModelPackage {
-        name: rdf.name,
-        description: rdf.description,
-        format: format!("bioimage.io {version}"),
-        onnx,
-        sha256,
-        input_name: input.id.clone(),
-        output_name: output.id.clone(),
-        input_axes: in_axes.axes,
-        output_axes: out_axes.axes,
-        preprocessing: processing(&input.preprocessing, &input.id, &input.id)?,
-        postprocessing: processing(&output.postprocessing, &output.id, &input.id)?,
-        size,
-        halo: out_axes.halo,
-        preferred_tile: rdf.config.preferred_tile(),
+    assemble(
+        rdf.common,
+        Tensors {
+            input: (&input.id, in_axes.axes, &input.preprocessing),
+            output: (&output.id, out_axes.axes, &output.postprocessing),
+        },
+        Layout {
+            onnx,
+            sha256,
+            size,
+            halo: out_axes.halo,
+        },
         test,
-        license: rdf.license.unwrap_or_default(),
-    })
+        base,
+        version,
+    )
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -492,11 +542,8 @@ fn from_v05(rdf: Rdf05, base: &Path, version: &str) -> Result<ModelPackage, Stri
 
 #[derive(Debug, Deserialize)]
 struct Rdf04 {
-    name: String,
-    #[serde(default)]
-    description: String,
-    #[serde(default)]
-    license: Option<String>,
+    #[serde(flatten)]
+    common: Common,
     inputs: Vec<Input04>,
     outputs: Vec<Output04>,
     #[serde(default)]
@@ -504,8 +551,6 @@ struct Rdf04 {
     #[serde(default)]
     test_outputs: Vec<String>,
     weights: BTreeMap<String, Option<WeightsEntry>>,
-    #[serde(default)]
-    config: Config,
 }
 
 #[derive(Debug, Deserialize)]
@@ -604,29 +649,23 @@ fn from_v04(rdf: Rdf04, base: &Path, version: &str) -> Result<ModelPackage, Stri
         .max()
         .unwrap_or(0);
     let test = match (rdf.test_inputs.as_slice(), rdf.test_outputs.as_slice()) {
-        ([i], [o]) => Some(TestTensors {
-            input: base.join(i),
-            output: base.join(o),
-            tolerance: rdf.config.tolerance(),
-        }),
+        ([i], [o]) => Some((i.as_str(), o.as_str())),
         _ => None,
     };
-    Ok(ModelPackage {
-        name: rdf.name,
-        description: rdf.description,
-        format: format!("bioimage.io {version}"),
-        onnx,
-        sha256,
-        input_name: input.name.clone(),
-        output_name: output.name.clone(),
-        input_axes: in_axes,
-        output_axes: out_axes,
-        preprocessing: processing(&input.preprocessing, &input.name, &input.name)?,
-        postprocessing: processing(&output.postprocessing, &output.name, &input.name)?,
-        size,
-        halo,
-        preferred_tile: rdf.config.preferred_tile(),
+    assemble(
+        rdf.common,
+        Tensors {
+            input: (&input.name, in_axes, &input.preprocessing),
+            output: (&output.name, out_axes, &output.postprocessing),
+        },
+        Layout {
+            onnx,
+            sha256,
+            size,
+            halo,
+        },
         test,
-        license: rdf.license.unwrap_or_default(),
-    })
+        base,
+        version,
+    )
 }

@@ -176,6 +176,30 @@ mod tests {
         (whole, tiled)
     }
 
+    /// `box5` run tiled, and the window sizes it was given.
+    fn box5_tiled(
+        img: &[f32],
+        h: usize,
+        w: usize,
+        tiling: Tiling,
+    ) -> (Vec<f32>, Vec<(usize, usize)>) {
+        let (mut tiled, mut sizes) = (vec![0.0; h * w], Vec::new());
+        run_tiled(
+            img,
+            h,
+            w,
+            tiling,
+            &mut TileBuffers::default(),
+            &mut tiled,
+            |i, th, tw, o| {
+                sizes.push((th, tw));
+                box5(i, th, tw, o)
+            },
+        )
+        .unwrap();
+        (tiled, sizes)
+    }
+
     #[test]
     fn reflection_padding_indices() {
         let got: Vec<usize> = (-3..8).map(|i| reflect(i, 5)).collect();
@@ -212,27 +236,13 @@ mod tests {
         let img = image(h, w);
         let mut whole = vec![0.0; h * w];
         box5(&img, h, w, &mut whole).unwrap();
-        let mut tiled = vec![0.0; h * w];
         let tiling = Tiling {
             tile: 16,
             halo: 4,
             multiple: 8,
             min_size: 8,
         };
-        let mut sizes = Vec::new();
-        run_tiled(
-            &img,
-            h,
-            w,
-            tiling,
-            &mut TileBuffers::default(),
-            &mut tiled,
-            |i, th, tw, o| {
-                sizes.push((th, tw));
-                box5(i, th, tw, o)
-            },
-        )
-        .unwrap();
+        let (tiled, sizes) = box5_tiled(&img, h, w, tiling);
         assert!(
             sizes.iter().all(|(a, b)| a % 8 == 0 && b % 8 == 0),
             "{sizes:?}"
@@ -290,20 +300,7 @@ mod tests {
         let img = image(h, w);
         let mut whole = vec![0.0; h * w];
         box5(&img, h, w, &mut whole).unwrap();
-        let (mut tiled, mut sizes) = (vec![0.0; h * w], Vec::new());
-        run_tiled(
-            &img,
-            h,
-            w,
-            tiling,
-            &mut TileBuffers::default(),
-            &mut tiled,
-            |i, th, tw, o| {
-                sizes.push((th, tw));
-                box5(i, th, tw, o)
-            },
-        )
-        .unwrap();
+        let (tiled, sizes) = box5_tiled(&img, h, w, tiling);
         assert_eq!(sizes, vec![(24, 32)]);
         for y in 2..h - 2 {
             for x in 2..w - 2 {

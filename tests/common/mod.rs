@@ -10,7 +10,10 @@ use scopepilot::daemon::Daemon;
 use scopepilot::proto::acquisition_client::AcquisitionClient;
 use scopepilot::proto::frames_client::FramesClient;
 use scopepilot::proto::models_client::ModelsClient;
-use scopepilot::proto::{GetStatusRequest, GetStatusResponse, StartRequest};
+use scopepilot::proto::{
+    FrameFormat, GetStatusRequest, GetStatusResponse, PixelType, PushFramesRequest, StartRequest,
+    SubscribeFramesRequest,
+};
 use tokio::sync::oneshot;
 use tonic::transport::Channel;
 
@@ -150,4 +153,34 @@ pub fn stage<'a>(s: &'a GetStatusResponse, name: &str) -> &'a scopepilot::proto:
         .iter()
         .find(|st| st.name == name)
         .unwrap_or_else(|| panic!("no stage {name} in {s:#?}"))
+}
+
+/// A pushed u16 frame (`pixels` row-major, `w` x `h`), numbered `n`.
+pub fn push_u16(n: u64, w: usize, h: usize, pixels: &[u16]) -> PushFramesRequest {
+    PushFramesRequest {
+        width: w as u32,
+        height: h as u32,
+        pixel_type: PixelType::U16 as i32,
+        frame_number: n,
+        timestamp_ns: n * 1_000_000,
+        exposure_us: 5_000,
+        data: pixels.iter().flat_map(|p| p.to_le_bytes()).collect(),
+    }
+}
+
+/// A subscription request without percentile overrides.
+pub fn subscription(
+    stage: &str,
+    format: FrameFormat,
+    downsample: u32,
+    queue: u32,
+) -> SubscribeFramesRequest {
+    SubscribeFramesRequest {
+        stage: stage.into(),
+        format: format as i32,
+        downsample,
+        queue_capacity: queue,
+        low_percentile: 0.0,
+        high_percentile: 0.0,
+    }
 }
