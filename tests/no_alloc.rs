@@ -53,9 +53,10 @@ fn steady_state_frames_allocate_nothing_from_camera_to_subscriber() {
         SimulatedSource::new(cfg, FrameInterval::new(Duration::from_micros(100))).unwrap();
     let mut pool = FramePool::new(source.spec(), 16, 16);
 
-    let mut run = |frames: u64| {
+    let mut run = |frames: u64, pause: Duration| {
         let mut done = 0;
         while done < frames {
+            std::thread::sleep(pause);
             let frame = match source.capture(&mut pool).unwrap() {
                 Capture::Frame(f) => f,
                 Capture::Idle => continue,
@@ -75,10 +76,17 @@ fn steady_state_frames_allocate_nothing_from_camera_to_subscriber() {
         }
     };
 
-    run(40); // warm up: pools fill, channel wakers and thread-locals initialise
+    // Warm up: pools fill, channel wakers and thread-locals initialise. The paused frames make
+    // every pipeline thread really block on its channel (not just spin), as it does at any
+    // real frame rate: a thread's first blocking wait allocates crossbeam's wait context once.
+    run(40, Duration::ZERO);
+    run(5, Duration::from_millis(5));
+    // The same for this thread, on both subscriber channels (nothing is in flight).
+    assert!(sub.recv_timeout(Duration::from_millis(5)).is_err());
+    assert!(raw_sub.recv_timeout(Duration::from_millis(5)).is_err());
     ALLOCATIONS.store(0, Ordering::SeqCst);
     COUNTING.store(true, Ordering::SeqCst);
-    run(200);
+    run(200, Duration::ZERO);
     COUNTING.store(false, Ordering::SeqCst);
     let allocations = ALLOCATIONS.load(Ordering::SeqCst);
 
