@@ -191,6 +191,8 @@ fn broken_packages_are_refused_with_the_reason() {
         let e = open(&pkg.0).map(|_| ()).unwrap_err();
         assert!(e.contains(want), "{case}: {e}");
     }
+    let e = LoadedModel::open(&package("plain-v05"), 1, &InferenceConfig::default()).unwrap_err();
+    assert!(e.to_string().contains("tile 1 is too small"), "{e}");
     // Nothing above poisoned the runtime.
     assert!(open(&package("plain-v05")).is_ok());
 }

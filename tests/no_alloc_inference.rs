@@ -15,9 +15,9 @@ use scopepilot::inference::{InferenceConfig, LoadedModel};
 #[test]
 fn steady_state_inference_allocates_nothing() {
     let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/data/bioimageio/norm-box3-v05");
-    // Tiles of 16 on a 40 x 56 frame: interior and edge tiles of several sizes.
-    let mut model = LoadedModel::open(&dir, 16, &InferenceConfig::default()).unwrap();
-    let (h, w) = (40usize, 56usize);
+    // Tiles of 32 on an 80 x 112 frame: interior and edge tiles of several sizes.
+    let mut model = LoadedModel::open(&dir, 32, &InferenceConfig::default()).unwrap();
+    let (h, w) = (80usize, 112usize);
     let frame: Vec<f32> = (0..h * w).map(|i| ((i * 7919) % 4000) as f32).collect();
     let mut out = vec![0.0f32; h * w];
     for _ in 0..3 {

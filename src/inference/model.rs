@@ -11,6 +11,9 @@ use super::tiling::{TileBuffers, Tiling, run_tiled};
 use super::{ImageModel, InferenceConfig, InferenceError, OrtRuntime, ProviderSelection};
 use crate::frame::Pixels;
 
+/// Smallest output tile side accepted: smaller tiles only multiply the halo work.
+pub const MIN_TILE: usize = 32;
+
 /// Outcome of a passed self-test.
 #[derive(Debug, Clone, PartialEq)]
 pub struct SelfTestReport {
@@ -80,6 +83,14 @@ impl LoadedModel {
         config: &InferenceConfig,
     ) -> Result<Self, InferenceError> {
         let package = ModelPackage::open(path)?;
+        if tile != 0 && tile < MIN_TILE {
+            return Err(InferenceError::Model {
+                path: path.display().to_string(),
+                problem: format!(
+                    "tile {tile} is too small: use 0 (the model's choice) or at least {MIN_TILE} pixels"
+                ),
+            });
+        }
         let runtime = OrtRuntime::get_or_init(config)?;
         let model = ImageModel::load(&runtime, &package, config)?;
         let mut loaded = Self {
