@@ -20,6 +20,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 "proto/scopepilot/v1/acquisition.proto",
                 "proto/scopepilot/v1/frames.proto",
                 "proto/scopepilot/v1/models.proto",
+                "proto/scopepilot/v1/recording.proto",
             ],
             &["proto"],
         )?;

@@ -218,6 +218,8 @@ pub struct Config {
     pub inference: crate::inference::InferenceConfig,
     /// `[models]`: where `ListModels` / `LoadModel` look for model packages.
     pub models: ModelsConfig,
+    /// `[recording]`: where and how `StartRecording` writes OME-Zarr.
+    pub recording: crate::sink::record::RecordingConfig,
     /// `[log]`.
     pub log: LogConfig,
 }
@@ -313,6 +315,9 @@ impl Config {
         for (i, s) in self.stages.iter().enumerate() {
             s.check()
                 .map_err(|e| invalid(format!("stages[{i}] ({}).{}", s.name, e.key), e.problem))?;
+        }
+        if let Some((key, problem)) = self.recording.problem() {
+            return Err(invalid(format!("recording.{key}"), problem));
         }
         let s = &self.subscribers;
         if s.queue_capacity == 0 || s.queue_capacity > s.max_queue_capacity {

@@ -16,6 +16,7 @@ use crate::inference::catalog::FoundPackage;
 use crate::inference::{LoadedModel, ModelCatalog, ModelPackage, ModelSummary};
 use crate::pipeline::{Pipeline, StageContext, StageInfo, Taps};
 use crate::ring::{RingHandle, ingest_ring};
+use crate::sink::record::{RecordError, Recording, RecordingState, RecordingStatus};
 use crate::sink::subscribers::{SubscriberInfo, Subscription};
 use crate::source::push::{PushInput, PushResult, PushStats, PushedFrame};
 use crate::source::replay::ReplaySource;
@@ -49,6 +50,9 @@ pub enum DaemonError {
     /// The request is valid but not in the current state or configuration.
     #[error("{0}")]
     FailedPrecondition(String),
+    /// Something to create exists already (e.g. a recording's directory).
+    #[error("{0}")]
+    AlreadyExists(String),
     /// A model that is neither a path nor a known package.
     #[error("{0}")]
     ModelNotFound(String),
@@ -209,6 +213,8 @@ pub struct Status {
     pub acquisition_time: Duration,
     /// Daemon version.
     pub version: &'static str,
+    /// The current (or last) recording.
+    pub recording: Option<RecordingStatus>,
 }
 
 enum State {
@@ -229,6 +235,8 @@ pub struct Daemon {
     /// Models chosen over the API for stages (stage name -> package path); they replace the
     /// configured `params.model` from the next acquisition on.
     stage_models: Mutex<HashMap<String, PathBuf>>,
+    /// The current or last recording (a stopped one stays for its status).
+    recording: Mutex<Option<Arc<Recording>>>,
 }
 
 impl Daemon {
@@ -245,6 +253,7 @@ impl Daemon {
             lifecycle: Mutex::new(()),
             started: Instant::now(),
             stage_models: Mutex::new(HashMap::new()),
+            recording: Mutex::new(None),
         })
     }
 
@@ -517,6 +526,11 @@ impl Daemon {
         }
         drop(run.push.take()); // the ring producer goes with it
         run.pipeline.stop();
+        // Everything the pipeline drained has been published: the recording can finish.
+        let recording = self.recording_slot().clone();
+        if let Some(rec) = recording {
+            rec.stop();
+        }
         run.view.stopped = Some(Instant::now());
         *self.state() = State::Idle(Some(run.view));
         let status = self.status();
@@ -529,6 +543,83 @@ impl Daemon {
             "acquisition stopped"
         );
         Ok(status)
+    }
+
+    fn recording_slot(&self) -> MutexGuard<'_, Option<Arc<Recording>>> {
+        self.recording.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Start recording `streams` (empty = `raw`) to `<recording.root>/<name>.zarr`. Needs a
+    /// running acquisition; the recording ends with `stop_recording` or when the
+    /// acquisition stops. The acquisition is never disturbed, whatever the outcome.
+    pub fn start_recording(
+        &self,
+        name: &str,
+        streams: &[String],
+    ) -> Result<RecordingStatus, DaemonError> {
+        let _transition = self.lifecycle.lock().unwrap_or_else(|e| e.into_inner());
+        crate::sink::record::check_name(name).map_err(DaemonError::InvalidArgument)?;
+        let wanted: Vec<String> = if streams.is_empty() {
+            vec![crate::pipeline::RAW.to_string()]
+        } else {
+            streams.to_vec()
+        };
+        let hubs = wanted
+            .iter()
+            .map(|n| {
+                self.taps.get(n).cloned().ok_or_else(|| {
+                    DaemonError::InvalidArgument(format!(
+                        "no stream named {n:?} to record; streams: {}",
+                        self.taps.names().join(", ")
+                    ))
+                })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let interval = match &*self.state() {
+            State::Idle(_) => {
+                return Err(DaemonError::FailedPrecondition(
+                    "acquisition is not running; call Start before StartRecording".into(),
+                ));
+            }
+            State::Running(run) if run.view.kind == SourceKind::Push => None,
+            State::Running(_) => Some(self.interval.get()),
+        };
+        let mut slot = self.recording_slot();
+        if let Some(rec) = slot.as_ref() {
+            let st = rec.status();
+            if st.state == RecordingState::Recording {
+                return Err(DaemonError::FailedPrecondition(format!(
+                    "recording {:?} is in progress; call StopRecording first",
+                    st.name
+                )));
+            }
+            rec.stop(); // a failed one: finish it before replacing it
+        }
+        let rec =
+            Recording::start(&self.config.recording, name, hubs, interval).map_err(
+                |e| match e {
+                    RecordError::InvalidArgument(m) => DaemonError::InvalidArgument(m),
+                    e @ RecordError::AlreadyExists(_) => DaemonError::AlreadyExists(e.to_string()),
+                    e @ RecordError::NotWritable { .. } => {
+                        DaemonError::FailedPrecondition(e.to_string())
+                    }
+                },
+            )?;
+        let status = rec.status();
+        *slot = Some(Arc::new(rec));
+        Ok(status)
+    }
+
+    /// Stop the recording: everything queued is written and the store finalised.
+    pub fn stop_recording(&self) -> Result<RecordingStatus, DaemonError> {
+        let _transition = self.lifecycle.lock().unwrap_or_else(|e| e.into_inner());
+        let current = self.recording_slot().clone();
+        match current {
+            Some(rec) if !rec.is_finalised() => Ok(rec.stop()),
+            _ => Err(DaemonError::FailedPrecondition(
+                "no recording in progress; call StartRecording first".into(),
+            )),
+        }
     }
 
     /// Change the frame interval of paced sources (takes effect from the next frame).
@@ -622,6 +713,7 @@ impl Daemon {
             uptime: self.started.elapsed(),
             acquisition_time: Duration::ZERO,
             version: VERSION,
+            recording: self.recording_slot().clone().map(|r| r.status()),
         };
         let Some(v) = view else {
             return status;
@@ -722,6 +814,9 @@ fn drop_counters(s: &Status) -> Vec<(String, u64)> {
             .skip(1)
             .map(|st| (format!("stage {}", st.name), st.frames_dropped)),
     );
+    if let Some(r) = &s.recording {
+        out.push((format!("recording {}", r.name), r.frames_not_recorded()));
+    }
     out.extend(s.subscribers.iter().map(|sub| {
         (
             format!("subscriber {} ({})", sub.id, sub.stage),

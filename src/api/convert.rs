@@ -16,6 +16,7 @@ impl From<DaemonError> for Status {
             DaemonError::UnknownStream { .. } | DaemonError::ModelNotFound(_) => {
                 Status::not_found(msg)
             }
+            DaemonError::AlreadyExists(_) => Status::already_exists(msg),
             DaemonError::AlreadyRunning(_)
             | DaemonError::NotRunning
             | DaemonError::FailedPrecondition(_)
@@ -66,6 +67,7 @@ pub fn status_to_proto(s: &crate::daemon::Status) -> proto::GetStatusResponse {
         frames_lost_no_buffer: s.frames_lost_no_buffer,
         frames_dropped_ring: s.frames_dropped_ring,
         frames_late: s.frames_late,
+        recording: s.recording.as_ref().map(recording_to_proto),
         ring_depth: s.ring_depth,
         ring_capacity: s.ring_capacity,
         ring_policy: s.ring_policy.clone(),
@@ -145,5 +147,40 @@ pub fn model_entry_to_proto(e: &ModelEntry) -> proto::ModelEntry {
         problem: e.problem.clone().unwrap_or_default(),
         used_by_stages: e.used_by.clone(),
         loaded: e.loaded.as_ref().map(model_to_proto),
+    }
+}
+
+/// Protobuf form of a recording's status.
+pub fn recording_to_proto(r: &crate::sink::record::RecordingStatus) -> proto::RecordingStatus {
+    use crate::sink::record::RecordingState as S;
+    proto::RecordingStatus {
+        name: r.name.clone(),
+        path: r.path.display().to_string(),
+        state: match r.state {
+            S::Recording => proto::RecordingState::Recording,
+            S::Stopped => proto::RecordingState::Stopped,
+            S::Failed => proto::RecordingState::Failed,
+        } as i32,
+        error: r.error.clone().unwrap_or_default(),
+        streams: r
+            .streams
+            .iter()
+            .map(|s| proto::RecordedStream {
+                name: s.name.clone(),
+                frames_written: s.frames_written,
+                bytes_written: s.bytes_written,
+                frames_not_recorded: s.frames_not_recorded,
+                frames_synthetic_skipped: s.frames_synthetic_skipped,
+            })
+            .collect(),
+        frames_written: r.frames_written(),
+        bytes_written: r.bytes_written(),
+        frames_not_recorded: r.frames_not_recorded(),
+        queue_frames: r.queue_frames,
+        queue_bytes: r.queue_bytes,
+        queue_budget_bytes: r.queue_budget_bytes,
+        elapsed_s: r.elapsed.as_secs_f64(),
+        throughput_bytes_per_s: r.throughput_bytes_per_s(),
+        compression: r.compression.into(),
     }
 }

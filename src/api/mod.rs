@@ -1,11 +1,12 @@
-//! The gRPC control API: `scopepilot.v1.Acquisition`, `scopepilot.v1.Frames` and
-//! `scopepilot.v1.Models`, plus
+//! The gRPC control API: `scopepilot.v1.Acquisition`, `scopepilot.v1.Frames`,
+//! `scopepilot.v1.Models` and `scopepilot.v1.Recording`, plus
 //! `grpc.health.v1` health and server reflection, served by tonic over a TCP listener.
 
 mod acquisition;
 mod convert;
 mod frames;
 mod models;
+mod recording;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -17,10 +18,12 @@ use crate::daemon::Daemon;
 use crate::proto::acquisition_server::AcquisitionServer;
 use crate::proto::frames_server::FramesServer;
 use crate::proto::models_server::ModelsServer;
+use crate::proto::recording_server::RecordingServer;
 
 pub use acquisition::AcquisitionApi;
 pub use frames::FramesApi;
 pub use models::ModelsApi;
+pub use recording::RecordingApi;
 
 /// How long shutdown waits for open streams to finish before closing them.
 pub const SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_secs(3);
@@ -47,6 +50,7 @@ pub async fn serve(
         .await;
     health.set_serving::<FramesServer<FramesApi>>().await;
     health.set_serving::<ModelsServer<ModelsApi>>().await;
+    health.set_serving::<RecordingServer<RecordingApi>>().await;
     let reflection = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(crate::proto::FILE_DESCRIPTOR_SET)
         .build_v1()
@@ -55,6 +59,7 @@ pub async fn serve(
         .max_decoding_message_size(MAX_MESSAGE_BYTES)
         .max_encoding_message_size(MAX_MESSAGE_BYTES);
     let models = ModelsServer::new(ModelsApi::new(daemon.clone()));
+    let recording = RecordingServer::new(RecordingApi::new(daemon.clone()));
     let frames = FramesServer::new(FramesApi::new(daemon, closing))
         .max_decoding_message_size(MAX_MESSAGE_BYTES)
         .max_encoding_message_size(MAX_MESSAGE_BYTES);
@@ -64,6 +69,7 @@ pub async fn serve(
         .add_service(acquisition)
         .add_service(frames)
         .add_service(models)
+        .add_service(recording)
         .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown);
     // A client that stopped reading cannot receive the end of its stream (HTTP/2 flow
     // control), so graceful shutdown is bounded.

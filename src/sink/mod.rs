@@ -1,5 +1,13 @@
-//! Sinks: where frames leave the pipeline. Today: live subscribers (gRPC streams) and the
-//! preview encoder they use.
+//! Sinks: where frames leave the pipeline. Live subscribers (gRPC streams) with the preview
+//! encoder they use, and recording to OME-Zarr.
 
 pub mod preview;
+pub mod record;
 pub mod subscribers;
+
+/// Something attached to a stream's hub that takes every published frame. `offer` runs on the
+/// publishing (camera-side or stage) thread: it must never block and never fail loudly.
+pub trait FrameSink: Send + Sync {
+    /// Take (or refuse, counting it) one frame.
+    fn offer(&self, frame: &crate::frame::Frame);
+}

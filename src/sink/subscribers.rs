@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, bounded};
 
+use super::FrameSink;
 use crate::frame::Frame;
 use crate::pipeline::queue::send_evicting_oldest;
 
@@ -53,6 +54,7 @@ struct Subscriber {
 pub struct SubscriberHub {
     stage: String,
     subscribers: Mutex<Vec<Subscriber>>,
+    sinks: Mutex<Vec<(u64, Arc<dyn FrameSink>)>>,
     ids: Arc<AtomicU64>,
 }
 
@@ -62,6 +64,7 @@ impl SubscriberHub {
         Arc::new(Self {
             stage: stage.into(),
             subscribers: Mutex::new(Vec::new()),
+            sinks: Mutex::new(Vec::new()),
             ids,
         })
     }
@@ -97,14 +100,33 @@ impl SubscriberHub {
         }
     }
 
-    /// Offer a frame to every subscriber without blocking.
+    /// Offer a frame to every sink and subscriber without blocking.
     pub fn publish(&self, frame: &Frame) {
+        for (_, sink) in self.sinks().iter() {
+            sink.offer(frame);
+        }
         let subscribers = self.lock();
         for s in subscribers.iter() {
             if send_evicting_oldest(&s.tx, &s.evict, frame.clone(), &s.stats.dropped) {
                 s.stats.queued.fetch_add(1, Ordering::Relaxed);
             }
         }
+    }
+
+    fn sinks(&self) -> MutexGuard<'_, Vec<(u64, Arc<dyn FrameSink>)>> {
+        self.sinks.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Attach a sink (e.g. a recording) that sees every frame published from now on.
+    pub fn attach(&self, sink: Arc<dyn FrameSink>) -> u64 {
+        let id = self.ids.fetch_add(1, Ordering::Relaxed) + 1;
+        self.sinks().push((id, sink));
+        id
+    }
+
+    /// Detach the sink `id`; it sees no frame published after this returns.
+    pub fn detach(&self, id: u64) {
+        self.sinks().retain(|(i, _)| *i != id);
     }
 
     /// Snapshot of the subscribers.

@@ -10,6 +10,7 @@ use scopepilot::daemon::Daemon;
 use scopepilot::proto::acquisition_client::AcquisitionClient;
 use scopepilot::proto::frames_client::FramesClient;
 use scopepilot::proto::models_client::ModelsClient;
+use scopepilot::proto::recording_client::RecordingClient;
 use scopepilot::proto::{
     FrameFormat, GetStatusRequest, GetStatusResponse, PixelType, PushFramesRequest, StartRequest,
     SubscribeFramesRequest,
@@ -91,6 +92,10 @@ impl TestServer {
 
     pub async fn models(&self) -> ModelsClient<Channel> {
         ModelsClient::new(self.channel().await)
+    }
+
+    pub async fn recording(&self) -> RecordingClient<Channel> {
+        RecordingClient::new(self.channel().await)
     }
 
     pub async fn stop(mut self) {
@@ -183,4 +188,15 @@ pub fn subscription(
         low_percentile: 0.0,
         high_percentile: 0.0,
     }
+}
+
+/// A fresh, empty directory under the system temp dir for one test.
+pub fn temp_dir(tag: &str) -> std::path::PathBuf {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    let dir = std::env::temp_dir().join(format!("scopepilot-{tag}-{}-{nanos}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
 }

@@ -33,6 +33,7 @@ PROTOS = [
     "scopepilot/v1/acquisition.proto",
     "scopepilot/v1/frames.proto",
     "scopepilot/v1/models.proto",
+    "scopepilot/v1/recording.proto",
 ]
 
 READY_RE = re.compile(r"^scopepilot (\S+) listening grpc=(127\.0\.0\.1:(\d+))$")

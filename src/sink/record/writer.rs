@@ -1,0 +1,616 @@
+//! The recording writer: one thread that appends frames to one Zarr v3 array per stream and
+//! keeps the store readable at all times.
+//!
+//! Layout of a recording `<root>/<name>.zarr` (a Zarr v3 group):
+//!
+//! ```text
+//! <name>.zarr/zarr.json            group; attributes.scopepilot: recording, streams, counters
+//! <name>.zarr/<stream>/zarr.json   OME-Zarr 0.5 image group (attributes.ome)
+//! <name>.zarr/<stream>/0           [t, y, x] pixels (u8 / u16 / f32), chunks [frames_per_chunk, y, x]
+//! <name>.zarr/<stream>/frame_number, camera_timestamp_ns, arrival_unix_ns, exposure_us, synthetic
+//!                                  per-frame metadata, 1-D, one value per t
+//! ```
+//!
+//! Crash safety: chunks are written first; the arrays' shapes (the `zarr.json` files) grow
+//! only at checkpoints, after the chunks they expose are stored, and each `zarr.json` is
+//! replaced atomically (write to a temporary file, then rename). A crash (or a full disk)
+//! therefore leaves a store whose arrays expose exactly the frames of the last checkpoint,
+//! all of them complete.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use crossbeam_channel::{Receiver, RecvTimeoutError};
+use serde_json::json;
+use zarrs::array::{Array, ArrayBuilder, ArrayMetadataOptions, data_type};
+use zarrs::filesystem::FilesystemStore;
+use zarrs::metadata::FillValueMetadata;
+
+use super::ome::{IMAGE_DATASET, group_document, ome_attributes};
+use super::{Compression, Shared};
+use crate::frame::{FrameMeta, FrameSpec, PixelType, Pixels};
+
+/// Values per chunk of the per-frame metadata arrays.
+pub const META_CHUNK: u64 = 1024;
+
+/// Names of the per-frame metadata arrays, in the order they are written.
+pub const FRAME_METADATA: [&str; 5] = [
+    "frame_number",
+    "camera_timestamp_ns",
+    "arrival_unix_ns",
+    "exposure_us",
+    "synthetic",
+];
+
+/// One frame copied out of the pipeline, waiting to be written.
+pub(super) struct Job {
+    pub stream: usize,
+    pub spec: FrameSpec,
+    pub meta: FrameMeta,
+    pub pixels: Pixels,
+    pub bytes: u64,
+}
+
+/// What the writer thread receives.
+pub(super) enum Msg {
+    Frame(Job),
+    /// Write everything, finalise the metadata and exit.
+    Finish,
+}
+
+/// Settings of the writer.
+#[derive(Debug, Clone)]
+pub(super) struct WriterSettings {
+    pub compression: Compression,
+    pub zstd_level: i32,
+    pub frames_per_chunk: u64,
+    pub checkpoint: Duration,
+    pub pixel_size_um: Option<f64>,
+    /// Nominal frame interval (paced sources); `None` = measured from the camera timestamps.
+    pub frame_interval: Option<Duration>,
+}
+
+/// Maps monotonic arrival instants to Unix time (ns), anchored once per recording.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct WallClock {
+    instant: Instant,
+    unix_ns: i128,
+}
+
+impl WallClock {
+    pub fn now() -> Self {
+        let unix_ns = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos() as i128);
+        Self {
+            instant: Instant::now(),
+            unix_ns,
+        }
+    }
+
+    pub fn unix_ns(&self, t: Instant) -> u64 {
+        let offset = if t >= self.instant {
+            (t - self.instant).as_nanos() as i128
+        } else {
+            -((self.instant - t).as_nanos() as i128)
+        };
+        (self.unix_ns + offset).max(0) as u64
+    }
+}
+
+/// Write `bytes` to `path` atomically: a temporary file renamed over the old one.
+fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), String> {
+    let tmp = stage_file(path, bytes)?;
+    std::fs::rename(&tmp, path).map_err(|e| format!("cannot write {}: {e}", path.display()))
+}
+
+/// Write `bytes` next to `path` in a temporary file, for a later rename over `path`.
+fn stage_file(path: &Path, bytes: &[u8]) -> Result<PathBuf, String> {
+    let what = |e: &dyn std::fmt::Display| format!("cannot write {}: {e}", path.display());
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).map_err(|e| what(&e))?;
+    }
+    let mut name = path.file_name().unwrap_or_default().to_os_string();
+    name.push(".tmp");
+    let tmp = path.with_file_name(name);
+    std::fs::write(&tmp, bytes).map_err(|e| {
+        let _ = std::fs::remove_file(&tmp);
+        what(&e)
+    })?;
+    Ok(tmp)
+}
+
+/// Write the JSON `doc` to `path` atomically.
+pub(super) fn write_json_atomic(path: &Path, doc: &impl serde::Serialize) -> Result<(), String> {
+    let bytes = serde_json::to_vec_pretty(doc)
+        .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+    write_atomic(path, &bytes)
+}
+
+type ZArray = Array<FilesystemStore>;
+
+fn node_dir(root: &Path, node: &str) -> PathBuf {
+    root.join(node.trim_start_matches('/'))
+}
+
+fn metadata_path(root: &Path, array: &ZArray) -> PathBuf {
+    node_dir(root, array.path().as_str()).join("zarr.json")
+}
+
+fn metadata_bytes(array: &ZArray) -> Result<Vec<u8>, String> {
+    serde_json::to_vec_pretty(&array.metadata_opt(&ArrayMetadataOptions::default()))
+        .map_err(|e| format!("cannot encode the metadata of {}: {e}", array.path()))
+}
+
+/// Store the array's metadata atomically (not through the store, whose writes are in place).
+fn store_array_metadata(root: &Path, array: &ZArray) -> Result<(), String> {
+    write_atomic(&metadata_path(root, array), &metadata_bytes(array)?)
+}
+
+/// Replace the metadata of several arrays together: every new `zarr.json` is written to a
+/// temporary file first and only then renamed into place, so a full disk changes none.
+fn store_metadata_together<'a>(
+    root: &Path,
+    arrays: impl IntoIterator<Item = &'a ZArray>,
+) -> Result<(), String> {
+    let mut staged = Vec::new();
+    let mut result = Ok(());
+    for a in arrays {
+        let path = metadata_path(root, a);
+        match metadata_bytes(a).and_then(|b| stage_file(&path, &b)) {
+            Ok(tmp) => staged.push((tmp, path)),
+            Err(e) => {
+                result = Err(e);
+                break;
+            }
+        }
+    }
+    if result.is_err() {
+        for (tmp, _) in &staged {
+            let _ = std::fs::remove_file(tmp);
+        }
+        return result;
+    }
+    for (tmp, path) in staged {
+        std::fs::rename(&tmp, &path)
+            .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+    }
+    Ok(())
+}
+
+/// The per-frame metadata kept in memory (a few bytes per frame) and its arrays.
+#[derive(Default)]
+struct Columns {
+    frame_number: Vec<u64>,
+    camera_timestamp_ns: Vec<u64>,
+    arrival_unix_ns: Vec<u64>,
+    exposure_us: Vec<u32>,
+    synthetic: Vec<bool>,
+}
+
+impl Columns {
+    fn push(&mut self, meta: &FrameMeta, clock: &WallClock) {
+        self.frame_number.push(meta.frame_number);
+        self.camera_timestamp_ns.push(meta.camera_timestamp_ns);
+        self.arrival_unix_ns.push(clock.unix_ns(meta.arrival));
+        self.exposure_us.push(meta.exposure_us);
+        self.synthetic.push(meta.synthetic);
+    }
+
+    fn truncate(&mut self, n: usize) {
+        self.frame_number.truncate(n);
+        self.camera_timestamp_ns.truncate(n);
+        self.arrival_unix_ns.truncate(n);
+        self.exposure_us.truncate(n);
+        self.synthetic.truncate(n);
+    }
+
+    /// Mean interval between camera timestamps, when there are at least two frames.
+    fn mean_interval_s(&self, n: usize) -> Option<f64> {
+        let ts = &self.camera_timestamp_ns[..n];
+        match (ts.first(), ts.last()) {
+            (Some(&a), Some(&b)) if n >= 2 && b > a => Some((b - a) as f64 / 1e9 / (n - 1) as f64),
+            _ => None,
+        }
+    }
+}
+
+/// A value of a per-frame metadata column, as stored (uncompressed, little-endian).
+trait ColumnValue: Copy + Default {
+    fn put(self, out: &mut Vec<u8>);
+}
+
+impl ColumnValue for u64 {
+    fn put(self, out: &mut Vec<u8>) {
+        out.extend_from_slice(&self.to_le_bytes());
+    }
+}
+
+impl ColumnValue for u32 {
+    fn put(self, out: &mut Vec<u8>) {
+        out.extend_from_slice(&self.to_le_bytes());
+    }
+}
+
+impl ColumnValue for bool {
+    fn put(self, out: &mut Vec<u8>) {
+        out.push(self as u8);
+    }
+}
+
+/// Store chunks `from_chunk..` of a 1-D column holding the first `n` of `values` (the last
+/// chunk padded with the fill value). The columns have no compression, so a chunk is the
+/// values' little-endian bytes (the `bytes` codec); each chunk file is replaced atomically
+/// because the last one is rewritten while it fills and already holds committed values.
+fn store_column<T: ColumnValue>(
+    root: &Path,
+    array: &ZArray,
+    values: &[T],
+    n: u64,
+    from_chunk: u64,
+) -> Result<(), String> {
+    let dir = node_dir(root, array.path().as_str()).join("c");
+    let mut bytes = Vec::new();
+    for c in from_chunk..n.div_ceil(META_CHUNK) {
+        let start = (c * META_CHUNK) as usize;
+        let end = ((c + 1) * META_CHUNK).min(n) as usize;
+        bytes.clear();
+        for i in start..start + META_CHUNK as usize {
+            values
+                .get(i)
+                .filter(|_| i < end)
+                .copied()
+                .unwrap_or_default()
+                .put(&mut bytes);
+        }
+        write_atomic(&dir.join(c.to_string()), &bytes)?;
+    }
+    Ok(())
+}
+
+/// The pixel array of one stream and the chunk being filled.
+struct Image {
+    array: ZArray,
+    spec: FrameSpec,
+    /// `frames_per_chunk` frames of pixels.
+    buf: Pixels,
+    /// Frames in `buf` not yet part of a stored chunk of their own.
+    in_buf: u64,
+    /// Index of the chunk `buf` belongs to.
+    chunk: u64,
+}
+
+impl Image {
+    fn store_buf(&self) -> Result<(), String> {
+        let idx = [self.chunk, 0, 0];
+        let r = match &self.buf {
+            Pixels::U8(v) => self.array.store_chunk(&idx, v.as_slice()),
+            Pixels::U16(v) => self.array.store_chunk(&idx, v.as_slice()),
+            Pixels::F32(v) => self.array.store_chunk(&idx, v.as_slice()),
+        };
+        r.map_err(|e| {
+            format!(
+                "cannot write chunk {} of {}: {e}",
+                self.chunk,
+                self.array.path()
+            )
+        })
+    }
+}
+
+/// Why a frame was not written.
+pub(super) enum PushError {
+    /// This frame cannot go into this stream (e.g. a different size); the recording goes on.
+    Frame(String),
+    /// The store cannot be written any more (disk full, I/O error): the recording stops.
+    Fatal(String),
+}
+
+/// Writer of one recorded stream.
+pub(super) struct StreamWriter {
+    root: PathBuf,
+    name: String,
+    settings: WriterSettings,
+    image: Option<Image>,
+    columns: Columns,
+    meta_arrays: Vec<ZArray>,
+    /// Full metadata chunks already stored (never rewritten).
+    meta_chunks_done: u64,
+    /// Frames accepted into chunk buffers.
+    received: u64,
+    /// Frames in stored chunks.
+    stored: u64,
+    /// Frames exposed by the stored array shapes (readable).
+    committed: u64,
+}
+
+impl StreamWriter {
+    /// Write the stream's OME image group; the arrays follow with the first frame.
+    pub fn create(root: &Path, name: &str, settings: &WriterSettings) -> Result<Self, String> {
+        let w = Self {
+            root: root.to_path_buf(),
+            name: name.to_string(),
+            settings: settings.clone(),
+            image: None,
+            columns: Columns::default(),
+            meta_arrays: Vec::new(),
+            meta_chunks_done: 0,
+            received: 0,
+            stored: 0,
+            committed: 0,
+        };
+        w.store_group(w.settings.frame_interval.map(|d| d.as_secs_f64()), false)?;
+        Ok(w)
+    }
+
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Frames readable in the store.
+    pub fn committed(&self) -> u64 {
+        self.committed
+    }
+
+    /// Bytes of pixel data readable in the store (uncompressed).
+    pub fn committed_bytes(&self) -> u64 {
+        self.image
+            .as_ref()
+            .map_or(0, |i| i.spec.byte_len() as u64 * self.committed)
+    }
+
+    fn store_group(&self, frame_interval_s: Option<f64>, complete: bool) -> Result<(), String> {
+        let attrs = json!({
+            "ome": ome_attributes(&self.name, frame_interval_s, self.settings.pixel_size_um),
+            "scopepilot": {
+                "stream": self.name,
+                "frames": self.committed,
+                "complete": complete,
+                "frame_metadata": FRAME_METADATA,
+            },
+        });
+        write_json_atomic(
+            &self.root.join(&self.name).join("zarr.json"),
+            &group_document(attrs),
+        )
+    }
+
+    fn create_arrays(&mut self, spec: FrameSpec) -> Result<(), String> {
+        let s = &self.settings;
+        let fpc = s.frames_per_chunk;
+        let (h, w) = (spec.height as u64, spec.width as u64);
+        let path = format!("/{}/{IMAGE_DATASET}", self.name);
+        let store = Arc::new(
+            FilesystemStore::new(&self.root)
+                .map_err(|e| format!("cannot open {}: {e}", self.root.display()))?,
+        );
+        let mut builder = match spec.pixel_type {
+            PixelType::U8 => {
+                ArrayBuilder::new(vec![0, h, w], vec![fpc, h, w], data_type::uint8(), 0u8)
+            }
+            PixelType::U16 => {
+                ArrayBuilder::new(vec![0, h, w], vec![fpc, h, w], data_type::uint16(), 0u16)
+            }
+            PixelType::F32 => {
+                ArrayBuilder::new(vec![0, h, w], vec![fpc, h, w], data_type::float32(), 0f32)
+            }
+        };
+        builder.dimension_names(Some(["t", "y", "x"]));
+        if s.compression == Compression::Zstd {
+            builder.bytes_to_bytes_codecs(vec![Arc::new(zarrs::array::codec::ZstdCodec::new(
+                s.zstd_level,
+                true,
+            ))]);
+        }
+        let array = builder
+            .build(store.clone(), &path)
+            .map_err(|e| format!("cannot create {path}: {e}"))?;
+        store_array_metadata(&self.root, &array)?;
+        let mut meta_arrays = Vec::new();
+        for column in FRAME_METADATA {
+            let (dt, fill): (_, FillValueMetadata) = match column {
+                "exposure_us" => (data_type::uint32(), 0u32.into()),
+                "synthetic" => (data_type::bool(), FillValueMetadata::Bool(false)),
+                _ => (data_type::uint64(), 0u64.into()),
+            };
+            let path = format!("/{}/{column}", self.name);
+            let a = ArrayBuilder::new(vec![0], vec![META_CHUNK], dt, fill)
+                .dimension_names(Some(["t"]))
+                .build(store.clone(), &path)
+                .map_err(|e| format!("cannot create {path}: {e}"))?;
+            store_array_metadata(&self.root, &a)?;
+            meta_arrays.push(a);
+        }
+        self.meta_arrays = meta_arrays;
+        self.image = Some(Image {
+            array,
+            spec,
+            buf: Pixels::zeroed(FrameSpec::new(
+                spec.width,
+                spec.height * fpc as u32,
+                spec.pixel_type,
+            )),
+            in_buf: 0,
+            chunk: 0,
+        });
+        Ok(())
+    }
+
+    /// Append one frame. Its chunk is stored once full (every chunk file is written once,
+    /// never rewritten); it becomes readable at the next checkpoint after that.
+    pub fn push(&mut self, job: &Job, clock: &WallClock) -> Result<(), PushError> {
+        if self.image.is_none() {
+            self.create_arrays(job.spec).map_err(PushError::Fatal)?;
+        }
+        let fpc = self.settings.frames_per_chunk;
+        let image = self.image.as_mut().expect("created above");
+        if job.spec != image.spec {
+            return Err(PushError::Frame(format!(
+                "frame {} is {} but stream {:?} records {}",
+                job.meta.frame_number, job.spec, self.name, image.spec
+            )));
+        }
+        let n = image.spec.pixel_count();
+        let at = image.in_buf as usize * n;
+        match (&mut image.buf, &job.pixels) {
+            (Pixels::U8(d), Pixels::U8(s)) => d[at..at + n].copy_from_slice(s),
+            (Pixels::U16(d), Pixels::U16(s)) => d[at..at + n].copy_from_slice(s),
+            (Pixels::F32(d), Pixels::F32(s)) => d[at..at + n].copy_from_slice(s),
+            _ => {
+                return Err(PushError::Frame(
+                    "pixel type does not match its spec".into(),
+                ));
+            }
+        }
+        image.in_buf += 1;
+        self.received += 1;
+        self.columns.push(&job.meta, clock);
+        if image.in_buf == fpc {
+            self.store_chunk_being_filled().map_err(PushError::Fatal)?;
+        }
+        Ok(())
+    }
+
+    /// Store the chunk being filled (full, or the last one at the end) and start the next.
+    /// On failure the frames of that chunk are dropped: they are not recorded.
+    fn store_chunk_being_filled(&mut self) -> Result<(), String> {
+        let Some(image) = self.image.as_mut() else {
+            return Ok(());
+        };
+        if image.in_buf == 0 {
+            return Ok(());
+        }
+        let result = image.store_buf();
+        let frames = image.in_buf;
+        image.in_buf = 0;
+        match result {
+            Ok(()) => {
+                image.chunk += 1;
+                self.stored += frames;
+                Ok(())
+            }
+            Err(e) => {
+                self.received -= frames;
+                self.columns.truncate(self.received as usize);
+                Err(e)
+            }
+        }
+    }
+
+    /// Make the frames of every stored chunk readable: store their per-frame metadata, then
+    /// grow the array shapes (all `zarr.json` files replaced together).
+    pub fn checkpoint(&mut self) -> Result<(), String> {
+        let n = self.stored;
+        if n == self.committed || self.image.is_none() {
+            return Ok(());
+        }
+        let from = self.meta_chunks_done;
+        let (c, a, root) = (&self.columns, &self.meta_arrays, &self.root);
+        store_column(root, &a[0], &c.frame_number, n, from)?;
+        store_column(root, &a[1], &c.camera_timestamp_ns, n, from)?;
+        store_column(root, &a[2], &c.arrival_unix_ns, n, from)?;
+        store_column(root, &a[3], &c.exposure_us, n, from)?;
+        store_column(root, &a[4], &c.synthetic, n, from)?;
+        self.meta_chunks_done = n / META_CHUNK;
+        for a in &mut self.meta_arrays {
+            a.set_shape(vec![n]).map_err(|e| e.to_string())?;
+        }
+        let image = self.image.as_mut().expect("checked above");
+        let (h, w) = (image.spec.height as u64, image.spec.width as u64);
+        image
+            .array
+            .set_shape(vec![n, h, w])
+            .map_err(|e| e.to_string())?;
+        store_metadata_together(
+            &self.root,
+            self.meta_arrays.iter().chain(std::iter::once(&image.array)),
+        )?;
+        self.committed = n;
+        Ok(())
+    }
+
+    /// The end: store the last (partial) chunk, checkpoint, and write the final group
+    /// metadata (frame interval, measured when not nominal; `complete`).
+    pub fn finish(&mut self, failed: bool) -> Result<(), String> {
+        let mut result = Ok(());
+        if !failed {
+            result = self.store_chunk_being_filled();
+        }
+        result = result.and(self.checkpoint());
+        let interval = self
+            .settings
+            .frame_interval
+            .map(|d| d.as_secs_f64())
+            .or_else(|| self.columns.mean_interval_s(self.committed as usize));
+        result.and(self.store_group(interval, true))
+    }
+}
+
+/// The writer thread's loop: write frames as they come, checkpoint periodically, finish.
+pub(super) fn run(
+    rx: Receiver<Msg>,
+    shared: Arc<Shared>,
+    mut writers: Vec<StreamWriter>,
+    clock: WallClock,
+) {
+    let interval = shared.checkpoint;
+    let mut next_checkpoint = Instant::now() + interval;
+    let mut failed = false;
+    let mut warned_mismatch = vec![false; writers.len()];
+    let fail = |shared: &Shared, e: String| {
+        tracing::error!(recording = %shared.name, error = %e, "recording failed; the frames written so far stay readable");
+        shared.accepting.store(false, Ordering::Release);
+        *shared.error.lock().unwrap_or_else(|p| p.into_inner()) = Some(e);
+    };
+    loop {
+        let timeout = next_checkpoint.saturating_duration_since(Instant::now());
+        match rx.recv_timeout(timeout) {
+            Ok(Msg::Frame(job)) => {
+                let i = job.stream;
+                if !failed {
+                    match writers[i].push(&job, &clock) {
+                        Ok(()) => {}
+                        Err(PushError::Frame(e)) => {
+                            shared.streams[i].mismatched.fetch_add(1, Ordering::Relaxed);
+                            if !warned_mismatch[i] {
+                                warned_mismatch[i] = true;
+                                tracing::warn!(recording = %shared.name, error = %e, "frame not recorded");
+                            }
+                        }
+                        Err(PushError::Fatal(e)) => {
+                            failed = true;
+                            fail(&shared, e);
+                        }
+                    }
+                }
+                shared.release(job);
+            }
+            Ok(Msg::Finish) | Err(RecvTimeoutError::Disconnected) => break,
+            Err(RecvTimeoutError::Timeout) => {}
+        }
+        if !failed && Instant::now() >= next_checkpoint {
+            for (i, w) in writers.iter_mut().enumerate() {
+                if let Err(e) = w.checkpoint() {
+                    failed = true;
+                    fail(&shared, e);
+                }
+                shared.publish_committed(i, w);
+            }
+            next_checkpoint = Instant::now() + interval;
+        }
+    }
+    // Final checkpoint (also after a failure: what is stored becomes readable if possible).
+    for (i, w) in writers.iter_mut().enumerate() {
+        if let Err(e) = w.finish(failed) {
+            tracing::warn!(recording = %shared.name, stream = w.name(), error = %e, "final checkpoint failed; the store exposes the frames of the last successful one");
+            if !failed {
+                failed = true;
+                fail(&shared, e);
+            }
+        }
+        shared.publish_committed(i, w);
+    }
+    shared.finish_counts();
+}
