@@ -172,8 +172,6 @@ struct StreamCounters {
     over_budget: AtomicU64,
     /// Frames that did not fit the stream's array (another size or type).
     mismatched: AtomicU64,
-    /// Frames not recorded, final (set when the writer finished).
-    not_recorded_final: AtomicU64,
     /// Synthetic frames kept out of the raw array.
     synthetic_skipped: AtomicU64,
 }
@@ -217,14 +215,9 @@ impl Shared {
             .store(w.committed_bytes(), Ordering::Relaxed);
     }
 
-    /// Once the writer is done every offered frame is either readable or not recorded.
-    fn finish_counts(&self) {
-        for s in &self.streams {
-            let offered = s.offered.load(Ordering::Relaxed);
-            let committed = s.committed.load(Ordering::Relaxed);
-            s.not_recorded_final
-                .store(offered.saturating_sub(committed), Ordering::Relaxed);
-        }
+    /// The writer is done with the store: from now on every frame that reached the
+    /// recording is either readable or not recorded.
+    fn mark_finished(&self) {
         self.finished.store(true, Ordering::Release);
     }
 
@@ -560,7 +553,7 @@ impl Recording {
             if thread.join().is_err() {
                 let mut error = self.shared.error.lock().unwrap_or_else(|e| e.into_inner());
                 error.get_or_insert_with(|| "the writer thread panicked".into());
-                self.shared.finish_counts();
+                self.shared.mark_finished();
             }
             *lock(&self.stopped_after) = Some(self.shared.started.elapsed());
             let status = self.status();
@@ -604,8 +597,10 @@ impl Recording {
             .zip(&sh.streams)
             .map(|(name, c)| {
                 let load = |a: &AtomicU64| a.load(Ordering::Relaxed);
+                // Once finished (or failed) every offered frame that is not readable is lost,
+                // including any offered concurrently with the failure.
                 let not_recorded = if finished {
-                    load(&c.not_recorded_final)
+                    load(&c.offered).saturating_sub(load(&c.committed))
                 } else {
                     load(&c.over_budget) + load(&c.mismatched)
                 };

@@ -558,11 +558,17 @@ pub(super) fn run(
     let interval = shared.checkpoint;
     let mut next_checkpoint = Instant::now() + interval;
     let mut failed = false;
+    let mut finalised = false;
     let mut warned_mismatch = vec![false; writers.len()];
-    let fail = |shared: &Shared, e: String| {
+    // A write error ends the recording at once: no more frames are taken, the store is
+    // finalised with what was written, then the error shows in status. The thread stays
+    // until `Finish` only to give the budget of frames still queued back.
+    let fail = |shared: &Shared, writers: &mut [StreamWriter], e: String| {
         tracing::error!(recording = %shared.name, error = %e, "recording failed; the frames written so far stay readable");
         shared.accepting.store(false, Ordering::Release);
+        finalise(shared, writers, true);
         *shared.error.lock().unwrap_or_else(|p| p.into_inner()) = Some(e);
+        shared.mark_finished();
     };
     loop {
         let timeout = next_checkpoint.saturating_duration_since(Instant::now());
@@ -581,7 +587,8 @@ pub(super) fn run(
                         }
                         Err(PushError::Fatal(e)) => {
                             failed = true;
-                            fail(&shared, e);
+                            finalised = true;
+                            fail(&shared, &mut writers, e);
                         }
                     }
                 }
@@ -591,26 +598,39 @@ pub(super) fn run(
             Err(RecvTimeoutError::Timeout) => {}
         }
         if !failed && Instant::now() >= next_checkpoint {
+            let mut error = None;
             for (i, w) in writers.iter_mut().enumerate() {
                 if let Err(e) = w.checkpoint() {
-                    failed = true;
-                    fail(&shared, e);
+                    error.get_or_insert(e);
                 }
                 shared.publish_committed(i, w);
+            }
+            if let Some(e) = error {
+                failed = true;
+                finalised = true;
+                fail(&shared, &mut writers, e);
             }
             next_checkpoint = Instant::now() + interval;
         }
     }
-    // Final checkpoint (also after a failure: what is stored becomes readable if possible).
+    if !finalised {
+        if let Some(e) = finalise(&shared, &mut writers, false) {
+            *shared.error.lock().unwrap_or_else(|p| p.into_inner()) = Some(e);
+        }
+        shared.mark_finished();
+    }
+}
+
+/// Write the last chunks (unless `failed`), checkpoint and finish every stream; returns the
+/// first error.
+fn finalise(shared: &Shared, writers: &mut [StreamWriter], failed: bool) -> Option<String> {
+    let mut first = None;
     for (i, w) in writers.iter_mut().enumerate() {
         if let Err(e) = w.finish(failed) {
             tracing::warn!(recording = %shared.name, stream = w.name(), error = %e, "final checkpoint failed; the store exposes the frames of the last successful one");
-            if !failed {
-                failed = true;
-                fail(&shared, e);
-            }
+            first.get_or_insert(e);
         }
         shared.publish_committed(i, w);
     }
-    shared.finish_counts();
+    first
 }
