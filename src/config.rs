@@ -401,6 +401,21 @@ mod tests {
             ),
             ("[acquisition\nautostart = true", "TOML parse error"),
             ("[inference]\nprovider = \"tpu\"", "tpu"),
+            (
+                "[recording]\nframes_per_chunk = 0",
+                "recording.frames_per_chunk",
+            ),
+            (
+                "[recording]\nmemory_budget_mib = 0",
+                "recording.memory_budget_mib",
+            ),
+            ("[recording]\nzstd_level = 40", "recording.zstd_level"),
+            (
+                "[recording]\npixel_size_um = -1.0",
+                "recording.pixel_size_um",
+            ),
+            ("[recording]\ncompression = \"lz4\"", "lz4"),
+            ("[recording]\nbudget = 1", "budget"),
         ];
         for (text, want) in cases {
             let e = err(text);
