@@ -556,6 +556,8 @@ impl Recording {
                 self.shared.mark_finished();
             }
             *lock(&self.stopped_after) = Some(self.shared.started.elapsed());
+            // The recycled frame buffers are not needed any more (the status outlives them).
+            while self.shared.free_rx.try_recv().is_ok() {}
             let status = self.status();
             if let Err(e) = write_root_group(
                 &self.path,
