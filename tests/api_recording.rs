@@ -152,3 +152,50 @@ async fn an_unwritable_root_is_a_failed_precondition_naming_the_path() {
     server.stop().await;
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn frames_over_the_memory_budget_are_counted_not_recorded_and_acquisition_goes_on() {
+    let root = temp_dir("rec-budget");
+    // 1024x1024 u16 frames are 2 MiB: none fits a 1 MiB budget.
+    let cfg = format!(
+        "{SMALL}\n[recording]\nroot = {:?}\nmemory_budget_mib = 1\n",
+        root.display().to_string()
+    );
+    let server = TestServer::start(&cfg).await;
+    let mut acq = server.acquisition().await;
+    let mut rec = server.recording().await;
+    let mut frames = server.frames().await;
+    acq.start(start("push")).await.unwrap();
+    rec.start_recording(request("tight", &[])).await.unwrap();
+    let pixels = vec![7u16; 1024 * 1024];
+    let reqs: Vec<_> = (0..5)
+        .map(|n| common::push_u16(n, 1024, 1024, &pixels))
+        .collect();
+    let resp = frames
+        .push_frames(tokio_stream::iter(reqs))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(resp.frames_accepted, 5);
+    let s = wait_for(&mut acq, "every frame counted", |s| {
+        s.recording
+            .as_ref()
+            .is_some_and(|r| r.frames_not_recorded == 5)
+    })
+    .await;
+    assert_eq!(s.state, AcquisitionState::Running as i32);
+    let r = s.recording.unwrap();
+    assert_eq!(r.state, RecordingState::Recording as i32);
+    assert_eq!((r.frames_written, r.queue_bytes), (0, 0));
+    let fin = rec
+        .stop_recording(StopRecordingRequest {})
+        .await
+        .unwrap()
+        .into_inner()
+        .status
+        .unwrap();
+    assert_eq!((fin.frames_written, fin.frames_not_recorded), (0, 5));
+    acq.stop(StopRequest {}).await.unwrap();
+    server.stop().await;
+    std::fs::remove_dir_all(&root).unwrap();
+}
