@@ -195,6 +195,9 @@ pub(crate) struct Shared {
     started: Instant,
 }
 
+/// Frame buffers a recording keeps for reuse once written.
+const FREE_BUFFERS: usize = 32;
+
 /// Minimum time between two "frames not recorded" warnings.
 const WARN_EVERY: Duration = Duration::from_secs(5);
 
@@ -469,7 +472,8 @@ impl Recording {
             .collect::<Result<Vec<_>, _>>()
             .map_err(not_writable)?;
         let (tx, rx) = unbounded();
-        let (free_tx, free_rx) = bounded(8);
+        // Buffers kept for reuse: enough for bursts, so steady state allocates nothing.
+        let (free_tx, free_rx) = bounded(FREE_BUFFERS);
         let shared = Arc::new(Shared {
             name: name.to_string(),
             checkpoint: settings.checkpoint,

@@ -180,9 +180,14 @@ fn store_metadata_together<'a>(
     Ok(())
 }
 
-/// The per-frame metadata kept in memory (a few bytes per frame) and its arrays.
+/// The per-frame metadata not yet in a full, stored chunk (at most a few chunks' worth: full
+/// chunks are dropped from memory once stored, so a long recording does not grow).
 #[derive(Default)]
 struct Columns {
+    /// Index (frame) of the first value held.
+    base: usize,
+    /// Camera timestamp of frame 0, for the mean frame interval.
+    first_timestamp_ns: Option<u64>,
     frame_number: Vec<u64>,
     camera_timestamp_ns: Vec<u64>,
     arrival_unix_ns: Vec<u64>,
@@ -192,6 +197,8 @@ struct Columns {
 
 impl Columns {
     fn push(&mut self, meta: &FrameMeta, clock: &WallClock) {
+        self.first_timestamp_ns
+            .get_or_insert(meta.camera_timestamp_ns);
         self.frame_number.push(meta.frame_number);
         self.camera_timestamp_ns.push(meta.camera_timestamp_ns);
         self.arrival_unix_ns.push(clock.unix_ns(meta.arrival));
@@ -199,19 +206,32 @@ impl Columns {
         self.synthetic.push(meta.synthetic);
     }
 
+    /// Keep the values of the first `n` frames.
     fn truncate(&mut self, n: usize) {
-        self.frame_number.truncate(n);
-        self.camera_timestamp_ns.truncate(n);
-        self.arrival_unix_ns.truncate(n);
-        self.exposure_us.truncate(n);
-        self.synthetic.truncate(n);
+        let held = n.saturating_sub(self.base);
+        self.frame_number.truncate(held);
+        self.camera_timestamp_ns.truncate(held);
+        self.arrival_unix_ns.truncate(held);
+        self.exposure_us.truncate(held);
+        self.synthetic.truncate(held);
     }
 
-    /// Mean interval between camera timestamps, when there are at least two frames.
+    /// Forget the values of the frames before `n` (stored for good).
+    fn forget_before(&mut self, n: usize) {
+        let k = n.saturating_sub(self.base).min(self.frame_number.len());
+        self.frame_number.drain(..k);
+        self.camera_timestamp_ns.drain(..k);
+        self.arrival_unix_ns.drain(..k);
+        self.exposure_us.drain(..k);
+        self.synthetic.drain(..k);
+        self.base += k;
+    }
+
+    /// Mean interval between camera timestamps of the first `n` frames (at least two).
     fn mean_interval_s(&self, n: usize) -> Option<f64> {
-        let ts = &self.camera_timestamp_ns[..n];
-        match (ts.first(), ts.last()) {
-            (Some(&a), Some(&b)) if n >= 2 && b > a => Some((b - a) as f64 / 1e9 / (n - 1) as f64),
+        let last = n.checked_sub(1 + self.base)?;
+        match (self.first_timestamp_ns, self.camera_timestamp_ns.get(last)) {
+            (Some(a), Some(&b)) if n >= 2 && b > a => Some((b - a) as f64 / 1e9 / (n - 1) as f64),
             _ => None,
         }
     }
@@ -240,14 +260,15 @@ impl ColumnValue for bool {
     }
 }
 
-/// Store chunks `from_chunk..` of a 1-D column holding the first `n` of `values` (the last
-/// chunk padded with the fill value). The columns have no compression, so a chunk is the
+/// Store chunks `from_chunk..` of a 1-D column of `n` values, of which `values` holds those
+/// from index `base` on (the last chunk padded with the fill value). The columns have no compression, so a chunk is the
 /// values' little-endian bytes (the `bytes` codec); each chunk file is replaced atomically
 /// because the last one is rewritten while it fills and already holds committed values.
 fn store_column<T: ColumnValue>(
     root: &Path,
     array: &ZArray,
     values: &[T],
+    base: usize,
     n: u64,
     from_chunk: u64,
 ) -> Result<(), String> {
@@ -259,8 +280,8 @@ fn store_column<T: ColumnValue>(
         bytes.clear();
         for i in start..start + META_CHUNK as usize {
             values
-                .get(i)
-                .filter(|_| i < end)
+                .get(i.wrapping_sub(base))
+                .filter(|_| i < end && i >= base)
                 .copied()
                 .unwrap_or_default()
                 .put(&mut bytes);
@@ -556,12 +577,15 @@ impl StreamWriter {
         }
         let from = self.meta_chunks_done;
         let (c, a, root) = (&self.columns, &self.meta_arrays, &self.root);
-        store_column(root, &a[0], &c.frame_number, n, from)?;
-        store_column(root, &a[1], &c.camera_timestamp_ns, n, from)?;
-        store_column(root, &a[2], &c.arrival_unix_ns, n, from)?;
-        store_column(root, &a[3], &c.exposure_us, n, from)?;
-        store_column(root, &a[4], &c.synthetic, n, from)?;
+        let base = c.base;
+        store_column(root, &a[0], &c.frame_number, base, n, from)?;
+        store_column(root, &a[1], &c.camera_timestamp_ns, base, n, from)?;
+        store_column(root, &a[2], &c.arrival_unix_ns, base, n, from)?;
+        store_column(root, &a[3], &c.exposure_us, base, n, from)?;
+        store_column(root, &a[4], &c.synthetic, base, n, from)?;
         self.meta_chunks_done = n / META_CHUNK;
+        self.columns
+            .forget_before((self.meta_chunks_done * META_CHUNK) as usize);
         for a in &mut self.meta_arrays {
             a.set_shape(vec![n]).map_err(|e| e.to_string())?;
         }
@@ -681,4 +705,29 @@ fn finalise(shared: &Shared, writers: &mut [StreamWriter], failed: bool) -> Opti
         shared.publish_committed(i, w);
     }
     first
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn columns_forget_stored_chunks_but_keep_the_mean_interval_and_indices() {
+        let clock = WallClock::now();
+        let mut c = Columns::default();
+        for n in 0..2500u64 {
+            c.push(&FrameMeta::arriving_now(n, 1_000 + n * 10_000_000), &clock);
+        }
+        c.forget_before(2048);
+        assert_eq!((c.base, c.frame_number.len()), (2048, 452));
+        assert_eq!(c.frame_number[0], 2048);
+        let interval = c.mean_interval_s(2500).unwrap();
+        assert!((interval - 0.01).abs() < 1e-12, "{interval}");
+        c.truncate(2100);
+        assert_eq!(c.frame_number.len(), 52);
+        // Forgetting is idempotent and never goes past what is held.
+        c.forget_before(1000);
+        c.forget_before(5000);
+        assert_eq!((c.base, c.frame_number.len()), (2100, 0));
+    }
 }
