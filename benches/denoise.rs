@@ -21,47 +21,18 @@
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+mod support;
+
 use scopepilot::frame::{FramePool, FrameSpec, PixelType, Pixels};
-use scopepilot::inference::{InferenceConfig, ModelPackage, OrtRuntime};
+use scopepilot::inference::InferenceConfig;
 use scopepilot::pipeline::queue::{QueueConfig, QueuePolicy};
 use scopepilot::pipeline::{Pipeline, StageConfig, StageContext, StageKind, Taps};
 use scopepilot::ring::{OverflowPolicy, ingest_ring};
-use scopepilot::source::simulated::random::{NormalTable, Rng};
-use scopepilot::source::simulated::{Scene, SimulatedConfig};
+use support::{bare_session, env_or, quantile_ms, simulated_frames};
 
 /// Distinct simulated frames, cycled through.
 const DISTINCT: usize = 16;
 const WARMUP: usize = 5;
-
-fn env_or<T: std::str::FromStr>(key: &str, default: T) -> T {
-    std::env::var(key)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
-
-/// Frames of the simulated microscope (a field full of nuclei), as camera counts.
-fn simulated_frames(side: usize) -> Vec<Vec<u16>> {
-    let cfg = SimulatedConfig::default();
-    let mut scene = Scene::new(side, side, cfg.scene, cfg.seed);
-    let normals = NormalTable::new();
-    let mut rng = Rng::new(cfg.seed);
-    let mut expected = vec![0.0f32; side * side];
-    // Let the field fill up first.
-    for n in 1..=200 {
-        scene.step(0.5, n);
-    }
-    (0..DISTINCT)
-        .map(|n| {
-            scene.step(0.5, 200 + n as u64);
-            scene.render(&mut expected);
-            let mut counts = vec![0u16; side * side];
-            cfg.camera
-                .expose(&expected, &normals, &mut rng, &mut counts);
-            counts
-        })
-        .collect()
-}
 
 /// Write `frames` as a `(n, side, side)` uint16 `.npy`.
 fn write_npy(path: &std::path::Path, frames: &[Vec<u16>], side: usize) -> std::io::Result<()> {
@@ -85,11 +56,6 @@ fn write_npy(path: &std::path::Path, frames: &[Vec<u16>], side: usize) -> std::i
     std::fs::write(path, bytes)
 }
 
-fn quantile_ms(sorted: &[Duration], q: f64) -> f64 {
-    let i = ((sorted.len() - 1) as f64 * q).round() as usize;
-    sorted[i].as_secs_f64() * 1e3
-}
-
 struct Run {
     fps: f64,
     p50_ms: f64,
@@ -98,21 +64,7 @@ struct Run {
 
 /// (a): the bare ONNX Runtime loop.
 fn bare_ort(model: &Path, frames: &[Vec<u16>], side: usize, n: usize, threads: usize) -> Run {
-    let config = InferenceConfig::default();
-    let runtime = OrtRuntime::get_or_init(&config).unwrap_or_else(|e| panic!("{e}"));
-    let package = ModelPackage::open(model).unwrap_or_else(|e| panic!("{e}"));
-    let mut session = (|| -> Result<ort::session::Session, String> {
-        let e = |e: &dyn std::fmt::Display| e.to_string();
-        ort::session::Session::builder(runtime.environment())
-            .map_err(|x| e(&x))?
-            .with_intra_threads(threads)
-            .map_err(|x| e(&x))?
-            .with_optimization_level(ort::session::builder::GraphOptimizationLevel::All)
-            .map_err(|x| e(&x))?
-            .commit_from_file(&package.onnx)
-            .map_err(|x| e(&x))
-    })()
-    .unwrap_or_else(|e| panic!("{e}"));
+    let mut session = bare_session(model, threads);
     let mut input = vec![0.0f32; side * side];
     let mut out = vec![0.0f32; side * side];
     let mut times = Vec::with_capacity(WARMUP + n);
@@ -240,7 +192,7 @@ fn main() {
     let n: usize = env_or("SCOPEPILOT_BENCH_FRAMES", 200);
     let side: usize = env_or("SCOPEPILOT_BENCH_SIZE", 512);
     let threads: usize = env_or("SCOPEPILOT_BENCH_THREADS", 2);
-    let frames = simulated_frames(side);
+    let frames = simulated_frames(side, DISTINCT);
     if let Ok(out) = std::env::var("SCOPEPILOT_BENCH_STACK_OUT") {
         write_npy(std::path::Path::new(&out), &frames, side).expect("write the frame stack");
     }

@@ -24,6 +24,8 @@
 //!
 //! Without `--bench` (as `cargo test --benches` runs it) it makes one small round as a smoke test.
 
+mod support;
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::Arc;
@@ -35,16 +37,10 @@ use scopepilot::sink::record::{Compression, Recording, RecordingConfig};
 use scopepilot::sink::subscribers::SubscriberHub;
 use scopepilot::source::simulated::{SimulatedConfig, SimulatedSource};
 use scopepilot::source::{Capture, FrameInterval, FrameSource};
+use support::env_or;
 
 /// Distinct camera frames cycled through by the producer.
 const DISTINCT_FRAMES: usize = 8;
-
-fn env_or<T: std::str::FromStr>(key: &str, default: T) -> T {
-    std::env::var(key)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
 
 /// Simulated camera frames of `side` x `side` (noise included, so compression is realistic).
 fn camera_frames(side: u32) -> Vec<Frame> {

@@ -22,6 +22,8 @@
 //! by the ring and by the Gaussian queue, stage errors, frames at the subscriber, and the
 //! Gaussian stream's arrival-to-emit latency quantiles.
 
+mod support;
+
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -32,16 +34,10 @@ use scopepilot::pipeline::{Pipeline, StageConfig, StageContext, StageKind, Taps}
 use scopepilot::ring::{OverflowPolicy, ingest_ring};
 use scopepilot::source::simulated::{SimulatedConfig, SimulatedSource};
 use scopepilot::source::{Capture, FrameInterval, FrameSource};
+use support::env_or;
 
 const RING_CAPACITY: usize = 64;
 const WINDOW: Duration = Duration::from_secs(10);
-
-fn env_or<T: std::str::FromStr>(key: &str, default: T) -> T {
-    std::env::var(key)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
 
 /// CPU time of the calling thread in nanoseconds (Linux schedstat), if available.
 fn thread_cpu_ns() -> Option<u64> {

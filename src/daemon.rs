@@ -153,6 +153,10 @@ pub struct StageStatus {
     pub process_p99_us: f64,
     /// The model of a learned stage.
     pub model: Option<Arc<ModelSummary>>,
+    /// Synthetic frames among `frames_out`.
+    pub frames_synthetic: u64,
+    /// Intervals not interpolated because input frames were missing across them.
+    pub gaps_skipped: u64,
 }
 
 /// One model in `ListModels`.
@@ -439,20 +443,10 @@ impl Daemon {
         stage: Option<&str>,
         tile: usize,
     ) -> Result<(ModelSummary, bool), DaemonError> {
-        if let Some(name) = stage {
-            let Some(cfg) = self.config.stages.iter().find(|s| s.name == name) else {
-                return Err(DaemonError::UnknownStream {
-                    name: name.into(),
-                    known: self.taps.names().join(", "),
-                });
-            };
-            if cfg.kind != crate::pipeline::StageKind::Denoise {
-                return Err(DaemonError::InvalidArgument(format!(
-                    "stage {name:?} is a {} stage; only denoise stages run models",
-                    cfg.kind.name()
-                )));
-            }
-        }
+        let channels = match stage {
+            Some(name) => Some(self.model_channels_of_stage(name)?),
+            None => None,
+        };
         let path = self
             .catalog
             .resolve(model)
@@ -462,9 +456,17 @@ impl Daemon {
         let summary = loaded.summary();
         self.catalog.record(summary.clone());
         tracing::info!(model = %summary.name, path = %path.display(), stage, self_test = ?summary.self_test, "model loaded");
-        let Some(name) = stage else {
+        let (Some(name), Some(channels)) = (stage, channels) else {
             return Ok((summary, false));
         };
+        if loaded.input_channels() != channels {
+            return Err(DaemonError::InvalidArgument(format!(
+                "model {:?} takes {} input channel(s) {:?}; stage {name:?} runs models of {channels}",
+                summary.name,
+                loaded.input_channels(),
+                loaded.package().input_channels
+            )));
+        }
         self.stage_models
             .lock()
             .unwrap_or_else(|e| e.into_inner())
@@ -480,11 +482,27 @@ impl Daemon {
         };
         match slot {
             Some(slot) => {
-                slot.replace(loaded);
+                slot.replace(loaded).map_err(DaemonError::InvalidArgument)?;
                 Ok((summary, true))
             }
             None => Ok((summary, false)),
         }
+    }
+
+    /// Input channels of the models the configured stage `name` runs, or why it runs none.
+    fn model_channels_of_stage(&self, name: &str) -> Result<usize, DaemonError> {
+        let Some(cfg) = self.config.stages.iter().find(|s| s.name == name) else {
+            return Err(DaemonError::UnknownStream {
+                name: name.into(),
+                known: self.taps.names().join(", "),
+            });
+        };
+        cfg.model_channels().ok_or_else(|| {
+            DaemonError::InvalidArgument(format!(
+                "stage {name:?} is a {} stage that runs no model; models run in denoise stages and in interpolate stages configured with params.model",
+                cfg.kind.name()
+            ))
+        })
     }
 
     fn open_pull_source(&self, kind: SourceKind) -> Result<Box<dyn FrameSource>, DaemonError> {
@@ -770,6 +788,8 @@ impl Daemon {
                     process_p50_us: st.process_time.quantile_us(0.5),
                     process_p99_us: st.process_time.quantile_us(0.99),
                     model: s.model.as_ref().map(|m| m.current()),
+                    frames_synthetic: load(&st.synthetic_out),
+                    gaps_skipped: load(&st.gaps_skipped),
                 }
             })
             .collect();

@@ -92,6 +92,8 @@ pub fn status_to_proto(s: &crate::daemon::Status) -> proto::GetStatusResponse {
                 process_p50_us: st.process_p50_us,
                 process_p99_us: st.process_p99_us,
                 model: st.model.as_deref().map(model_to_proto),
+                frames_synthetic: st.frames_synthetic,
+                gaps_skipped: st.gaps_skipped,
             })
             .collect(),
         subscribers: s

@@ -164,6 +164,22 @@ impl Pixels {
         }
     }
 
+    /// Set the pixels from `values` (exactly as many), rounding to the nearest integer and
+    /// clamping to the type's range for integer pixels (NaN becomes 0).
+    pub fn store_f32(&mut self, values: &[f32]) {
+        match self {
+            Pixels::U8(v) => v
+                .iter_mut()
+                .zip(values)
+                .for_each(|(p, &x)| *p = x.round() as u8),
+            Pixels::U16(v) => v
+                .iter_mut()
+                .zip(values)
+                .for_each(|(p, &x)| *p = x.round() as u16),
+            Pixels::F32(v) => v.copy_from_slice(values),
+        }
+    }
+
     /// Append the pixels to `out` as little-endian bytes (the wire format of the API).
     pub fn extend_le_bytes(&self, out: &mut Vec<u8>) {
         match self {

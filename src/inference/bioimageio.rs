@@ -316,6 +316,8 @@ struct Common {
 /// The input and output: name, axes, processing steps.
 struct Tensors<'a> {
     input: (&'a str, Vec<Axis>, &'a [Step]),
+    /// Channel names of the input (one entry for a single channel).
+    input_channels: Vec<String>,
     output: (&'a str, Vec<Axis>, &'a [Step]),
 }
 
@@ -349,6 +351,7 @@ fn assemble(
         input_axes,
         output_axes,
         preprocessing: processing(pre, in_name, in_name)?,
+        input_channels: tensors.input_channels,
         postprocessing: processing(post, out_name, in_name)?,
         size: layout.size,
         halo: layout.halo,
@@ -433,6 +436,8 @@ enum Size05 {
 
 struct Axes05 {
     axes: Vec<Axis>,
+    /// Channel names (one, possibly empty, for a single channel).
+    channels: Vec<String>,
     sizes: Vec<(String, Size05)>,
     halo: usize,
 }
@@ -441,6 +446,7 @@ fn axes_v05(tensor: &Tensor05) -> Result<Axes05, String> {
     let t = &tensor.id;
     let mut out = Axes05 {
         axes: Vec::new(),
+        channels: vec![String::new()],
         sizes: Vec::new(),
         halo: 0,
     };
@@ -455,10 +461,13 @@ fn axes_v05(tensor: &Tensor05) -> Result<Axes05, String> {
                     Some(Size05::Fixed(n)) => *n,
                     _ => channel_names.len().max(1),
                 };
-                if n != 1 {
+                if n == 0 || (n > 1 && channel_names.len() != n) {
                     return Err(format!(
-                        "tensor {t:?} has {n} channels; only single-channel models are supported"
+                        "tensor {t:?} has {n} channels: a multi-channel tensor must name each channel (channel_names)"
                     ));
+                }
+                if n > 1 {
+                    out.channels = channel_names.clone();
                 }
                 out.axes.push(Axis::Channel);
             }
@@ -492,6 +501,23 @@ fn from_v05(rdf: Rdf05, base: &Path, version: &str) -> Result<ModelPackage, Stri
     let (onnx, sha256) = onnx_weights(&rdf.weights, base)?;
     let in_axes = axes_v05(input)?;
     let out_axes = axes_v05(output)?;
+    if out_axes.channels.len() != 1 {
+        return Err(format!(
+            "output {:?} has {} channels; only single-channel outputs are supported",
+            output.id,
+            out_axes.channels.len()
+        ));
+    }
+    if in_axes.channels.len() > 1
+        && let Some(step) = input.preprocessing.iter().find(|s| s.id != "ensure_dtype")
+    {
+        return Err(format!(
+            "input {:?} has {} channels: preprocessing {:?} is not supported on a multi-channel input (normalise inside the model)",
+            input.id,
+            in_axes.channels.len(),
+            step.id
+        ));
+    }
     let mut size = SizeRule::any();
     for (id, s) in &in_axes.sizes {
         size = size.and(match s {
@@ -523,6 +549,7 @@ fn from_v05(rdf: Rdf05, base: &Path, version: &str) -> Result<ModelPackage, Stri
         rdf.common,
         Tensors {
             input: (&input.id, in_axes.axes, &input.preprocessing),
+            input_channels: in_axes.channels,
             output: (&output.id, out_axes.axes, &output.postprocessing),
         },
         Layout {
@@ -656,6 +683,7 @@ fn from_v04(rdf: Rdf04, base: &Path, version: &str) -> Result<ModelPackage, Stri
         rdf.common,
         Tensors {
             input: (&input.name, in_axes, &input.preprocessing),
+            input_channels: vec![String::new()],
             output: (&output.name, out_axes, &output.postprocessing),
         },
         Layout {

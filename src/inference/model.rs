@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 
 use super::npy::NpyArray;
 use super::package::{Axis, ModelPackage, Tolerance};
-use super::tiling::{TileBuffers, Tiling, run_tiled};
+use super::tiling::{TileBuffers, Tiling, run_tiled_planes};
 use super::{ImageModel, InferenceConfig, InferenceError, OrtRuntime, ProviderSelection};
 use crate::frame::Pixels;
 
@@ -143,7 +143,14 @@ impl LoadedModel {
         }
     }
 
-    /// Process one `h` x `w` frame (`input`, row-major) into `out`.
+    /// Channel planes the model takes (1 for an image model; see
+    /// [`ModelPackage::input_channels`]).
+    pub fn input_channels(&self) -> usize {
+        self.model.input_channels()
+    }
+
+    /// Process one `h` x `w` frame (`input`, row-major; all its channel planes one after the
+    /// other) into `out` (one plane).
     pub fn process(
         &mut self,
         input: &[f32],
@@ -151,9 +158,10 @@ impl LoadedModel {
         w: usize,
         out: &mut [f32],
     ) -> Result<(), InferenceError> {
-        if input.len() != h * w || out.len() != h * w {
+        let channels = self.input_channels();
+        if input.len() != channels * h * w || out.len() != h * w {
             return Err(InferenceError::Run(format!(
-                "buffers of {} and {} values do not fit a {h}x{w} frame",
+                "buffers of {} and {} values do not fit a {h}x{w} frame of {channels} channel(s)",
                 input.len(),
                 out.len()
             )));
@@ -169,8 +177,9 @@ impl LoadedModel {
             &self.preprocessed
         };
         let model = &mut self.model;
-        run_tiled(
+        run_tiled_planes(
             source,
+            channels,
             h,
             w,
             self.tiling,
@@ -205,6 +214,27 @@ impl LoadedModel {
         self.process(input_f32, h, w, out)
     }
 
+    /// Process an `h` x `w` input whose channel planes `fill` writes (all of them, one after
+    /// the other). A frame the model takes whole and unprocessed is filled straight into the
+    /// model's input tensor; others are filled into `planes` (reused across calls) and go
+    /// through [`LoadedModel::process`].
+    pub fn process_filled(
+        &mut self,
+        h: usize,
+        w: usize,
+        fill: impl FnOnce(&mut [f32]),
+        planes: &mut Vec<f32>,
+        out: &mut [f32],
+    ) -> Result<(), InferenceError> {
+        let plain = self.package.preprocessing.is_empty() && self.package.postprocessing.is_empty();
+        if plain && self.tiling.is_direct(h, w) {
+            return self.model.run_filled(h, w, fill, out);
+        }
+        planes.resize(self.input_channels() * h * w, 0.0);
+        fill(planes);
+        self.process(planes, h, w, out)
+    }
+
     /// Run the package's test input and compare with its test output.
     pub fn self_test(&mut self) -> Result<SelfTestReport, String> {
         let Some(test) = self.package.test.clone() else {
@@ -212,8 +242,9 @@ impl LoadedModel {
         };
         let read = |p: &Path| NpyArray::read(p).map_err(|e| e.to_string());
         let (input, expected) = (read(&test.input)?, read(&test.output)?);
-        let (h, w) = image_size(&input, &self.package.input_axes, &test.input)?;
-        let size = image_size(&expected, &self.package.output_axes, &test.output)?;
+        let channels = self.input_channels();
+        let (h, w) = image_size(&input, &self.package.input_axes, channels, &test.input)?;
+        let size = image_size(&expected, &self.package.output_axes, 1, &test.output)?;
         if size != (h, w) {
             return Err(format!(
                 "test output is {}x{} but the test input is {h}x{w}",
@@ -233,8 +264,13 @@ impl LoadedModel {
     }
 }
 
-/// Height and width of a test tensor with these axes (others must be 1).
-fn image_size(a: &NpyArray, axes: &[Axis], path: &Path) -> Result<(usize, usize), String> {
+/// Height and width of a test tensor with these axes (channels must be `channels`, others 1).
+fn image_size(
+    a: &NpyArray,
+    axes: &[Axis],
+    channels: usize,
+    path: &Path,
+) -> Result<(usize, usize), String> {
     if a.shape.len() != axes.len() {
         return Err(format!(
             "{} has shape {:?}, but the tensor's axes are {axes:?}",
@@ -247,6 +283,14 @@ fn image_size(a: &NpyArray, axes: &[Axis], path: &Path) -> Result<(usize, usize)
         match axis {
             Axis::Y => h = n,
             Axis::X => w = n,
+            Axis::Channel if n != channels => {
+                return Err(format!(
+                    "{} has shape {:?}: its channel axis must be {channels}",
+                    path.display(),
+                    a.shape
+                ));
+            }
+            Axis::Channel => {}
             _ if n != 1 => {
                 return Err(format!(
                     "{} has shape {:?}: its {axis:?} axis must be 1",
@@ -329,14 +373,24 @@ mod tests {
             data: vec![0.0; 24],
         };
         let bcyx = [Axis::Batch, Axis::Channel, Axis::Y, Axis::X];
-        assert_eq!(image_size(&a, &bcyx, Path::new("a")).unwrap(), (4, 6));
-        let e = image_size(&a, &[Axis::Y, Axis::X], Path::new("a")).unwrap_err();
+        assert_eq!(image_size(&a, &bcyx, 1, Path::new("a")).unwrap(), (4, 6));
+        let e = image_size(&a, &[Axis::Y, Axis::X], 1, Path::new("a")).unwrap_err();
         assert!(e.contains("axes"), "{e}");
         let three = NpyArray {
             shape: vec![1, 3, 4, 6],
             ..a
         };
-        let e = image_size(&three, &bcyx, Path::new("a")).unwrap_err();
-        assert!(e.contains("Channel axis must be 1"), "{e}");
+        let e = image_size(&three, &bcyx, 1, Path::new("a")).unwrap_err();
+        assert!(e.contains("channel axis must be 1"), "{e}");
+        assert_eq!(
+            image_size(&three, &bcyx, 3, Path::new("a")).unwrap(),
+            (4, 6)
+        );
+        let two_batches = NpyArray {
+            shape: vec![2, 3, 4, 6],
+            ..three
+        };
+        let e = image_size(&two_batches, &bcyx, 3, Path::new("a")).unwrap_err();
+        assert!(e.contains("Batch axis must be 1"), "{e}");
     }
 }

@@ -26,7 +26,7 @@ const RDF_NAMES: [&str; 2] = ["rdf.yaml", "bioimageio.yaml"];
 pub enum Axis {
     /// Batch (always 1 here).
     Batch,
-    /// Channel (single-channel models only).
+    /// Channel (one for images; an input may have several, see `input_channels`).
     Channel,
     /// Image rows.
     Y,
@@ -167,6 +167,10 @@ pub struct ModelPackage {
     pub output_name: String,
     /// Axes of the input tensor.
     pub input_axes: Vec<Axis>,
+    /// Names of the input's channels: one for an image model; several for models that take
+    /// more than one image plane (e.g. `frame0`, `frame1`, `tau` for frame interpolation).
+    /// The output always has one channel.
+    pub input_channels: Vec<String>,
     /// Axes of the output tensor.
     pub output_axes: Vec<Axis>,
     /// Applied to each whole frame before the model.
@@ -339,6 +343,7 @@ impl ModelSidecar {
             sha256: None,
             input_name: self.input.name,
             output_name: self.output.name,
+            input_channels: vec![String::new()],
             preprocessing: Vec::new(),
             postprocessing: Vec::new(),
             size: SizeRule::new(t.size_multiple, t.size_multiple)?,
@@ -465,6 +470,7 @@ impl ModelPackage {
             output_name: String::new(),
             input_axes: vec![Axis::Batch, Axis::Channel, Axis::Y, Axis::X],
             output_axes: vec![Axis::Batch, Axis::Channel, Axis::Y, Axis::X],
+            input_channels: vec![String::new()],
             preprocessing: Vec::new(),
             postprocessing: Vec::new(),
             size: SizeRule::any(),

@@ -1,5 +1,6 @@
-//! `ImageModel`: an ONNX model that maps one single-channel image to another (float32, axes
-//! from the package, e.g. `[1, 1, H, W]`), run through ONNX Runtime with a preallocated output.
+//! `ImageModel`: an ONNX model that maps one image (of one or more channel planes) to a
+//! single-channel image of the same size (float32, axes from the package, e.g. `[1, C, H, W]`
+//! -> `[1, 1, H, W]`), run through ONNX Runtime with a preallocated output.
 
 use std::path::PathBuf;
 
@@ -17,6 +18,8 @@ pub struct ImageModel {
     input_name: String,
     output_name: String,
     input_axes: Vec<Axis>,
+    /// Channel planes of the input (1 for an image-to-image model).
+    input_channels: usize,
     provider: ProviderSelection,
     /// Input tensors and run options with a preallocated output, per input size: tiles are
     /// copied into the input and ONNX Runtime writes straight into the output, so
@@ -45,13 +48,14 @@ impl std::fmt::Debug for ImageModel {
 /// How many distinct tile sizes keep a preallocated output (a frame has at most four).
 const PREPARED_SIZES: usize = 8;
 
-/// The tensor shape for an `h` x `w` image with these axes (batch and channel are 1).
-fn shape_for(axes: &[Axis], h: usize, w: usize) -> Vec<usize> {
+/// The tensor shape for an `h` x `w` image of `channels` planes with these axes (batch 1).
+fn shape_for(axes: &[Axis], channels: usize, h: usize, w: usize) -> Vec<usize> {
     axes.iter()
         .map(|a| match a {
             Axis::Y => h,
             Axis::X => w,
-            Axis::Batch | Axis::Channel => 1,
+            Axis::Channel => channels,
+            Axis::Batch => 1,
         })
         .collect()
 }
@@ -83,8 +87,8 @@ fn pick<'a>(
     })
 }
 
-/// Check a graph tensor against the axes the package gives it.
-fn check_outlet(outlet: &ort::value::Outlet, axes: &[Axis]) -> Result<(), String> {
+/// Check a graph tensor against the axes and channel count the package gives it.
+fn check_outlet(outlet: &ort::value::Outlet, axes: &[Axis], channels: usize) -> Result<(), String> {
     let name = outlet.name();
     let dtype = outlet.dtype();
     match dtype.tensor_type() {
@@ -104,9 +108,10 @@ fn check_outlet(outlet: &ort::value::Outlet, axes: &[Axis]) -> Result<(), String
         ));
     }
     for (dim, axis) in shape.iter().zip(axes) {
-        if matches!(axis, Axis::Batch | Axis::Channel) && *dim != 1 && *dim != -1 {
+        let want = if *axis == Axis::Channel { channels } else { 1 };
+        if matches!(axis, Axis::Batch | Axis::Channel) && *dim != want as i64 && *dim != -1 {
             return Err(format!(
-                "tensor {name:?} has shape {shape:?}: its {axis:?} axis is {dim}, scopepilot runs single images of one channel"
+                "tensor {name:?} has shape {shape:?}: its {axis:?} axis is {dim}, the package says {want}"
             ));
         }
     }
@@ -185,13 +190,15 @@ impl ImageModel {
         }
         let input = pick(session.inputs(), &package.input_name, "input").map_err(err)?;
         let output = pick(session.outputs(), &package.output_name, "output").map_err(err)?;
-        check_outlet(input, &package.input_axes).map_err(err)?;
-        check_outlet(output, &package.output_axes).map_err(err)?;
+        let input_channels = package.input_channels.len().max(1);
+        check_outlet(input, &package.input_axes, input_channels).map_err(err)?;
+        check_outlet(output, &package.output_axes, 1).map_err(err)?;
         let (input_name, output_name) = (input.name().to_string(), output.name().to_string());
         Ok(Self {
             input_name,
             output_name,
             input_axes: package.input_axes.clone(),
+            input_channels,
             path: path.to_path_buf(),
             session,
             provider,
@@ -220,30 +227,36 @@ impl ImageModel {
             return Ok(i);
         }
         let run_err = |e: ort::Error| InferenceError::Run(e.to_string());
-        let tensor = || {
+        let tensor = |channels| {
             ort::value::Tensor::<f32>::new(
                 &ort::memory::Allocator::default(),
-                shape_for(&self.input_axes, h, w),
+                shape_for(&self.input_axes, channels, h, w),
             )
             .map_err(run_err)
         };
         let options = RunOptions::new().map_err(run_err)?.with_outputs(
             OutputSelector::no_default()
                 .with(&self.output_name)
-                .preallocate(&self.output_name, tensor()?),
+                .preallocate(&self.output_name, tensor(1)?),
         );
         if self.prepared.len() == PREPARED_SIZES {
             self.prepared.remove(0);
         }
         self.prepared.push(Prepared {
             size: (h, w),
-            input: tensor()?,
+            input: tensor(self.input_channels)?,
             options,
         });
         Ok(self.prepared.len() - 1)
     }
 
-    /// Run on a `height` x `width` image (row-major) and write the result into `out`.
+    /// Channel planes of the input.
+    pub fn input_channels(&self) -> usize {
+        self.input_channels
+    }
+
+    /// Run on a `height` x `width` image (row-major, channel planes one after the other) and
+    /// write the result into `out`.
     pub fn run(
         &mut self,
         input: &[f32],
@@ -251,17 +264,18 @@ impl ImageModel {
         width: usize,
         out: &mut [f32],
     ) -> Result<(), InferenceError> {
-        if input.len() != height * width {
+        if input.len() != self.input_channels * height * width {
             return Err(InferenceError::Run(format!(
-                "an input of {} values does not fit a {height}x{width} image",
-                input.len()
+                "an input of {} values does not fit a {height}x{width} image of {} channel(s)",
+                input.len(),
+                self.input_channels
             )));
         }
         self.run_filled(height, width, |tensor| tensor.copy_from_slice(input), out)
     }
 
     /// Run on a `height` x `width` image that `fill` writes straight into the model's input
-    /// tensor (saving a copy), and write the result into `out`.
+    /// tensor (all channel planes; saving a copy), and write the result into `out`.
     pub fn run_filled(
         &mut self,
         height: usize,

@@ -74,6 +74,23 @@ pub fn run_tiled<E>(
     tiling: Tiling,
     buffers: &mut TileBuffers,
     out: &mut [f32],
+    model: impl FnMut(&[f32], usize, usize, &mut [f32]) -> Result<(), E>,
+) -> Result<(), E> {
+    run_tiled_planes(image, 1, height, width, tiling, buffers, out, model)
+}
+
+/// [`run_tiled`] for an input of `channels` planes (`image` holds them one after the other,
+/// each `height` x `width`): every tile's window is cut from each plane at the same place, and
+/// the model gets the window's planes one after the other. The output has one plane.
+#[allow(clippy::too_many_arguments)]
+pub fn run_tiled_planes<E>(
+    image: &[f32],
+    channels: usize,
+    height: usize,
+    width: usize,
+    tiling: Tiling,
+    buffers: &mut TileBuffers,
+    out: &mut [f32],
     mut model: impl FnMut(&[f32], usize, usize, &mut [f32]) -> Result<(), E>,
 ) -> Result<(), E> {
     let tile_h = if tiling.tile == 0 {
@@ -105,16 +122,20 @@ pub fn run_tiled<E>(
             );
             // ...and extended to a size the model accepts (reflected only beyond the frame edge).
             let (ih, iw) = (tiling.fit(iy1 - iy0), tiling.fit(ix1 - ix0));
-            buffers.input.resize(ih * iw, 0.0);
+            buffers.input.resize(channels * ih * iw, 0.0);
             buffers.output.resize(ih * iw, 0.0);
-            for ty in 0..ih {
-                let sy = reflect((iy0 + ty) as isize, height);
-                let row = &mut buffers.input[ty * iw..(ty + 1) * iw];
-                if ix0 + iw <= width {
-                    row.copy_from_slice(&image[sy * width + ix0..][..iw]);
-                } else {
-                    for (tx, v) in row.iter_mut().enumerate() {
-                        *v = image[sy * width + reflect((ix0 + tx) as isize, width)];
+            let planes = image.chunks_exact(height * width);
+            let windows = buffers.input.chunks_exact_mut(ih * iw);
+            for (plane, window) in planes.zip(windows) {
+                for ty in 0..ih {
+                    let sy = reflect((iy0 + ty) as isize, height);
+                    let row = &mut window[ty * iw..(ty + 1) * iw];
+                    if ix0 + iw <= width {
+                        row.copy_from_slice(&plane[sy * width + ix0..][..iw]);
+                    } else {
+                        for (tx, v) in row.iter_mut().enumerate() {
+                            *v = plane[sy * width + reflect((ix0 + tx) as isize, width)];
+                        }
                     }
                 }
             }

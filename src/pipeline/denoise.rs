@@ -5,14 +5,14 @@
 //! [`ModelSlot`] (the `Models.LoadModel` RPC); the switch happens between two frames.
 
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use serde::Deserialize;
 
+pub use super::model_slot::ModelSlot;
 use super::stage::{Emitter, F32Output, Stage, StageError};
 use crate::frame::{Frame, FramePool};
-use crate::inference::{InferenceConfig, InferenceError, LoadedModel, ModelPackage, ModelSummary};
+use crate::inference::{InferenceConfig, InferenceError, LoadedModel, ModelPackage};
 
 /// Parameters of the `denoise` stage (`params = { model = "models/...", tile = 0 }`).
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -50,53 +50,6 @@ impl DenoiseParams {
     }
 }
 
-/// The model of a running stage, seen from outside: what it is, and a model waiting to
-/// replace it.
-#[derive(Debug)]
-pub struct ModelSlot {
-    current: Mutex<Arc<ModelSummary>>,
-    pending: Mutex<Option<LoadedModel>>,
-    has_pending: AtomicBool,
-}
-
-impl ModelSlot {
-    fn new(summary: ModelSummary) -> Self {
-        Self {
-            current: Mutex::new(Arc::new(summary)),
-            pending: Mutex::new(None),
-            has_pending: AtomicBool::new(false),
-        }
-    }
-
-    /// The model in use.
-    pub fn current(&self) -> Arc<ModelSummary> {
-        self.current
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone()
-    }
-
-    /// Hand over a loaded model; the stage switches to it before its next frame.
-    pub fn replace(&self, model: LoadedModel) {
-        *self.pending.lock().unwrap_or_else(|p| p.into_inner()) = Some(model);
-        self.has_pending.store(true, Ordering::Release);
-    }
-
-    /// The waiting model, if any (checked by the stage once per frame: one atomic load).
-    fn take(&self) -> Option<LoadedModel> {
-        if !self.has_pending.swap(false, Ordering::Acquire) {
-            return None;
-        }
-        let model = self
-            .pending
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .take()?;
-        *self.current.lock().unwrap_or_else(|p| p.into_inner()) = Arc::new(model.summary());
-        Some(model)
-    }
-}
-
 /// The denoising stage.
 pub struct DenoiseStage {
     model: LoadedModel,
@@ -114,6 +67,16 @@ impl DenoiseStage {
     ) -> Result<Self, InferenceError> {
         let model = LoadedModel::open(&params.model, params.tile, inference)?;
         let summary = model.summary();
+        if model.input_channels() != 1 {
+            return Err(InferenceError::Model {
+                path: params.model.display().to_string(),
+                problem: format!(
+                    "takes {} input channels {:?}; a denoise stage runs single-channel image models",
+                    model.input_channels(),
+                    model.package().input_channels
+                ),
+            });
+        }
         tracing::info!(
             model = %summary.name,
             format = %summary.format,
@@ -124,7 +87,7 @@ impl DenoiseStage {
             "denoise model loaded"
         );
         Ok(Self {
-            slot: Arc::new(ModelSlot::new(summary)),
+            slot: Arc::new(ModelSlot::new(summary, 1)),
             model,
             pool_frames: params.pool_frames,
             pool: None,

@@ -9,6 +9,8 @@
 
 pub mod denoise;
 pub mod gaussian;
+pub mod interpolate;
+pub mod model_slot;
 pub mod output;
 pub mod passthrough;
 pub mod queue;
@@ -24,8 +26,10 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::Receiver;
 use serde::Deserialize;
 
-use self::denoise::{DenoiseParams, DenoiseStage, ModelSlot};
+use self::denoise::{DenoiseParams, DenoiseStage};
 use self::gaussian::{GaussianParams, GaussianStage};
+use self::interpolate::{InterpolateParams, InterpolateStage};
+use self::model_slot::ModelSlot;
 use self::output::Output;
 use self::passthrough::PassthroughStage;
 use self::queue::{QueueConfig, QueueSender, stage_queue};
@@ -48,6 +52,8 @@ pub enum StageKind {
     Gaussian,
     /// A learned image-to-image model (ONNX) such as a CARE / Noise2Void denoiser.
     Denoise,
+    /// Content-aware frame interpolation: generated (synthetic) frames between measured ones.
+    Interpolate,
 }
 
 impl StageKind {
@@ -57,6 +63,7 @@ impl StageKind {
             StageKind::Passthrough => "passthrough",
             StageKind::Gaussian => "gaussian",
             StageKind::Denoise => "denoise",
+            StageKind::Interpolate => "interpolate",
         }
     }
 }
@@ -116,6 +123,18 @@ pub struct StageContext {
 }
 
 impl StageConfig {
+    /// Input channels of the models this stage runs (`None`: it runs no model).
+    pub fn model_channels(&self) -> Option<usize> {
+        match self.kind {
+            StageKind::Denoise => Some(1),
+            StageKind::Interpolate => params_of::<InterpolateParams>(&self.params)
+                .ok()
+                .filter(|p| p.resolved_method() == Ok(interpolate::InterpolationMethod::Model))
+                .map(|_| interpolate::MODEL_CHANNELS),
+            StageKind::Passthrough | StageKind::Gaussian => None,
+        }
+    }
+
     /// Check the parameters without building the stage (no model is loaded).
     pub fn check(&self) -> Result<(), StageConfigError> {
         match self.kind {
@@ -124,6 +143,10 @@ impl StageConfig {
             }
             StageKind::Denoise => {
                 let p: DenoiseParams = params_of(&self.params)?;
+                first_problem(p.problems())
+            }
+            StageKind::Interpolate => {
+                let p: InterpolateParams = params_of(&self.params)?;
                 first_problem(p.problems())
             }
         }
@@ -151,6 +174,16 @@ impl StageConfig {
                 first_problem(p.problems())?;
                 let stage =
                     DenoiseStage::new(&p, &ctx.inference).map_err(|e| StageConfigError {
+                        key: "params.model".into(),
+                        problem: e.to_string(),
+                    })?;
+                Ok(Box::new(stage))
+            }
+            StageKind::Interpolate => {
+                let p: InterpolateParams = params_of(&self.params)?;
+                first_problem(p.problems())?;
+                let stage =
+                    InterpolateStage::new(&p, &ctx.inference).map_err(|e| StageConfigError {
                         key: "params.model".into(),
                         problem: e.to_string(),
                     })?;

@@ -32,6 +32,11 @@ pub struct Emitter<'a> {
 }
 
 impl<'a> Emitter<'a> {
+    /// Count an interval left without generated frames because input frames were missing.
+    pub fn count_gap_skipped(&mut self) {
+        self.stats.gaps_skipped.fetch_add(1, Ordering::Relaxed);
+    }
+
     /// An emitter publishing to `output` and counting in `stats`.
     pub fn new(output: &'a Output, stats: &'a StageStats) -> Self {
         Self { output, stats }
@@ -40,6 +45,9 @@ impl<'a> Emitter<'a> {
     /// Emit a frame downstream and to subscribers.
     pub fn emit(&mut self, frame: Frame) {
         self.stats.frames_out.fetch_add(1, Ordering::Relaxed);
+        if frame.meta().synthetic {
+            self.stats.synthetic_out.fetch_add(1, Ordering::Relaxed);
+        }
         self.stats.latency.record(frame.meta().arrival.elapsed());
         self.output.publish(frame);
     }
@@ -60,17 +68,7 @@ impl<'a> F32Output<'a> {
     ) -> Result<Self, StageError> {
         let spec = input.spec();
         let out_spec = FrameSpec::new(spec.width, spec.height, PixelType::F32);
-        if pool.as_ref().is_none_or(|p| p.spec() != out_spec) {
-            *pool = Some(FramePool::new(out_spec, frames / 2, frames));
-        }
-        let pool = pool.as_mut().expect("pool just set");
-        let allocated = pool.allocated();
-        let mut writer = pool.acquire().ok_or_else(|| {
-            StageError(format!(
-                "all {allocated} output buffers are in use downstream; frame {} skipped",
-                input.meta().frame_number
-            ))
-        })?;
+        let mut writer = acquire_slot(pool, out_spec, frames, input.meta().frame_number)?;
         *writer.meta_mut() = *input.meta();
         Ok(Self { writer })
     }
@@ -87,4 +85,24 @@ impl<'a> F32Output<'a> {
     pub fn publish(self) -> Frame {
         self.writer.publish()
     }
+}
+
+/// A slot of `spec` from a stage's output `pool` of `frames` buffers (made, or remade when the
+/// format changes), or why there is none (every buffer is still in use downstream).
+pub fn acquire_slot(
+    pool: &mut Option<FramePool>,
+    spec: FrameSpec,
+    frames: usize,
+    frame_number: u64,
+) -> Result<FrameWriter<'_>, StageError> {
+    if pool.as_ref().is_none_or(|p| p.spec() != spec) {
+        *pool = Some(FramePool::new(spec, frames / 2, frames));
+    }
+    let pool = pool.as_mut().expect("pool just set");
+    let allocated = pool.allocated();
+    pool.acquire().ok_or_else(|| {
+        StageError(format!(
+            "all {allocated} output buffers are in use downstream; frame {frame_number} skipped"
+        ))
+    })
 }

@@ -17,6 +17,11 @@ pub struct StageStats {
     pub dropped: AtomicU64,
     /// Frames the stage failed to process (skipped, pipeline continues).
     pub errors: AtomicU64,
+    /// Synthetic (generated, e.g. interpolated) frames among `frames_out`.
+    pub synthetic_out: AtomicU64,
+    /// Intervals not interpolated because frames were missing across them (a gap larger than
+    /// the stage allows).
+    pub gaps_skipped: AtomicU64,
     /// Time from a frame's arrival in scopepilot to its emission by this stage.
     pub latency: LatencyHistogram,
     /// Time the stage spent processing each input frame.
