@@ -236,6 +236,21 @@ async fn the_simulated_camera_streams_at_twice_its_rate_with_exact_accounting() 
     server.stop().await;
 }
 
+/// `LoadModel` of the shipped package `name` into `stage`.
+async fn load(
+    models: &mut scopepilot::proto::models_client::ModelsClient<tonic::transport::Channel>,
+    name: &str,
+    stage: &str,
+) -> Result<tonic::Response<scopepilot::proto::LoadModelResponse>, tonic::Status> {
+    models
+        .load_model(LoadModelRequest {
+            model: model(name),
+            stage: stage.into(),
+            tile: 0,
+        })
+        .await
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn models_with_the_wrong_inputs_are_refused_and_the_stages_keep_theirs() {
     let server = common::TestServer::start(&config("push")).await;
@@ -243,12 +258,7 @@ async fn models_with_the_wrong_inputs_are_refused_and_the_stages_keep_theirs() {
     let mut acq = server.acquisition().await;
     acq.start(common::start("push")).await.unwrap();
 
-    let denoiser_into_interpolator = models
-        .load_model(LoadModelRequest {
-            model: model("denoise-fast-nuclei"),
-            stage: "interpolated".into(),
-            tile: 0,
-        })
+    let denoiser_into_interpolator = load(&mut models, "denoise-fast-nuclei", "interpolated")
         .await
         .unwrap_err();
     assert_eq!(denoiser_into_interpolator.code(), Code::InvalidArgument);
@@ -258,12 +268,7 @@ async fn models_with_the_wrong_inputs_are_refused_and_the_stages_keep_theirs() {
             .contains("input channel"),
         "{denoiser_into_interpolator:?}"
     );
-    let interpolator_into_denoiser = models
-        .load_model(LoadModelRequest {
-            model: model("interpolate-fast"),
-            stage: "denoised".into(),
-            tile: 0,
-        })
+    let interpolator_into_denoiser = load(&mut models, "interpolate-fast", "denoised")
         .await
         .unwrap_err();
     assert_eq!(interpolator_into_denoiser.code(), Code::InvalidArgument);
@@ -271,12 +276,7 @@ async fn models_with_the_wrong_inputs_are_refused_and_the_stages_keep_theirs() {
         interpolator_into_denoiser.message().contains("frame0"),
         "{interpolator_into_denoiser:?}"
     );
-    let into_linear = models
-        .load_model(LoadModelRequest {
-            model: model("interpolate-fast"),
-            stage: "blended".into(),
-            tile: 0,
-        })
+    let into_linear = load(&mut models, "interpolate-fast", "blended")
         .await
         .unwrap_err();
     assert_eq!(into_linear.code(), Code::InvalidArgument);
@@ -285,12 +285,7 @@ async fn models_with_the_wrong_inputs_are_refused_and_the_stages_keep_theirs() {
         "{into_linear:?}"
     );
     // The right kind of model is accepted by the interpolate stage.
-    let ok = models
-        .load_model(LoadModelRequest {
-            model: model("interpolate-fast"),
-            stage: "interpolated".into(),
-            tile: 0,
-        })
+    let ok = load(&mut models, "interpolate-fast", "interpolated")
         .await
         .unwrap()
         .into_inner();
