@@ -171,7 +171,7 @@ async fn bad_model_requests_get_clear_errors_and_the_daemon_keeps_running() {
             "plain-v05".into(),
             "blurred",
             Code::InvalidArgument,
-            "only denoise stages run models",
+            "runs no model",
         ),
         (
             "plain-v05".into(),
