@@ -143,6 +143,16 @@ impl LoadedModel {
         }
     }
 
+    /// Whether the model's processing changes nothing (no steps, or only identities), so a
+    /// frame can go straight into the model's input tensor.
+    fn is_plain(&self) -> bool {
+        let p = &self.package;
+        p.preprocessing
+            .iter()
+            .chain(&p.postprocessing)
+            .all(super::processing::Processing::is_identity)
+    }
+
     /// Channel planes the model takes (1 for an image model; see
     /// [`ModelPackage::input_channels`]).
     pub fn input_channels(&self) -> usize {
@@ -204,7 +214,7 @@ impl LoadedModel {
         input_f32: &mut Vec<f32>,
         out: &mut [f32],
     ) -> Result<(), InferenceError> {
-        let plain = self.package.preprocessing.is_empty() && self.package.postprocessing.is_empty();
+        let plain = self.is_plain();
         if plain && self.tiling.is_direct(h, w) && pixels.len() == h * w {
             return self
                 .model
@@ -226,7 +236,7 @@ impl LoadedModel {
         planes: &mut Vec<f32>,
         out: &mut [f32],
     ) -> Result<(), InferenceError> {
-        let plain = self.package.preprocessing.is_empty() && self.package.postprocessing.is_empty();
+        let plain = self.is_plain();
         if plain && self.tiling.is_direct(h, w) {
             return self.model.run_filled(h, w, fill, out);
         }

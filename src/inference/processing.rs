@@ -164,6 +164,12 @@ impl Processing {
         }
     }
 
+    /// True for a step that changes nothing (`ensure_dtype` to a float type): it can be left
+    /// out, so the frame can go straight into the model.
+    pub fn is_identity(&self) -> bool {
+        matches!(self, Processing::EnsureDtype { dtype } if dtype_range(dtype) == Some(None))
+    }
+
     /// Apply in place to `x`; `input` is the model input as it arrived (for reference stats).
     pub fn apply(&self, x: &mut [f32], input: &[f32], scratch: &mut Vec<f32>) {
         match *self {
@@ -239,6 +245,18 @@ fn dtype_range(dtype: &str) -> Option<Option<(f64, f64)>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_a_float_ensure_dtype_is_an_identity() {
+        let dtype = |d: &str| Processing::EnsureDtype { dtype: d.into() };
+        assert!(dtype("float32").is_identity());
+        assert!(!dtype("uint8").is_identity());
+        let clip = Processing::Clip {
+            min: Some(0.0),
+            max: Some(1.0),
+        };
+        assert!(!clip.is_identity());
+    }
 
     #[test]
     fn percentiles_match_numpy_linear_interpolation() {
