@@ -318,3 +318,61 @@ fn a_config_pairing_interpolate_with_a_denoiser_names_the_stage_and_the_problem(
     assert!(msg.starts_with("params.model"), "{msg}");
     assert!(msg.contains("an interpolation model takes 3"), "{msg}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_recording_keeps_generated_frames_flagged_and_out_of_raw() {
+    let root = common::temp_dir("rec-interp");
+    let text = format!(
+        "{}\n[recording]\nroot = {:?}\ncheckpoint_ms = 20\n",
+        config("push"),
+        root.display().to_string()
+    );
+    let server = common::TestServer::start(&text).await;
+    let mut acq = server.acquisition().await;
+    let mut frames = server.frames().await;
+    let mut rec = server.recording().await;
+    acq.start(common::start("push")).await.unwrap();
+    rec.start_recording(scopepilot::proto::StartRecordingRequest {
+        name: "interp".into(),
+        streams: vec!["raw".into(), "blended".into()],
+    })
+    .await
+    .unwrap();
+    let numbers = [0u64, 1, 2, 4, 5];
+    let reqs: Vec<_> = numbers
+        .iter()
+        .map(|&n| common::push_u16(n, W, H, &moving_blob(n)))
+        .collect();
+    frames.push_frames(tokio_stream::iter(reqs)).await.unwrap();
+    common::wait_for(&mut acq, "blended done", |s| {
+        common::stage(s, "blended").frames_out == 8
+    })
+    .await;
+    let fin = rec
+        .stop_recording(scopepilot::proto::StopRecordingRequest {})
+        .await
+        .unwrap()
+        .into_inner()
+        .status
+        .unwrap();
+    assert_eq!(fin.frames_not_recorded, 0, "{fin:?}");
+
+    let store = std::sync::Arc::new(
+        zarrs::filesystem::FilesystemStore::new(root.join("interp.zarr")).unwrap(),
+    );
+    let column = |stream: &str, name: &str| -> Vec<u64> {
+        let a = zarrs::array::Array::open(store.clone(), &format!("/{stream}/{name}")).unwrap();
+        if name == "synthetic" {
+            let v: Vec<bool> = a.retrieve_array_subset(&a.subset_all()).unwrap();
+            v.into_iter().map(u64::from).collect()
+        } else {
+            a.retrieve_array_subset(&a.subset_all()).unwrap()
+        }
+    };
+    assert_eq!(column("raw", "frame_number"), [0, 1, 2, 4, 5]);
+    assert_eq!(column("raw", "synthetic"), [0, 0, 0, 0, 0]);
+    assert_eq!(column("blended", "frame_number"), [0, 0, 1, 1, 2, 4, 4, 5]);
+    assert_eq!(column("blended", "synthetic"), [0, 1, 0, 1, 0, 0, 1, 0]);
+    server.stop().await;
+    std::fs::remove_dir_all(&root).unwrap();
+}
