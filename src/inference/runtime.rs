@@ -29,6 +29,9 @@ pub struct InferenceConfig {
     pub require_gpu: bool,
     /// Threads per inference session (0 = ONNX Runtime's default).
     pub intra_threads: usize,
+    /// Let idle inference threads spin-wait for work (lower latency for a single learned
+    /// stage; several learned stages on few cores steal each other's CPU while spinning).
+    pub spinning: bool,
     /// Graph optimisation level: `disable`, `basic`, `extended` or `all`.
     pub optimization: OptimizationLevel,
     /// Where TensorRT keeps its built engines (so they are not rebuilt at every start).
@@ -42,6 +45,7 @@ impl Default for InferenceConfig {
             provider: ProviderKind::Cpu,
             require_gpu: false,
             intra_threads: 0,
+            spinning: true,
             optimization: OptimizationLevel::All,
             tensorrt_cache_dir: None,
         }

@@ -155,6 +155,9 @@ impl ImageModel {
             .map_err(|e| err(e.to_string()))?
             .with_optimization_level(config.optimization.to_ort())
             .map_err(|e| err(e.to_string()))?;
+        builder = builder
+            .with_intra_op_spinning(config.spinning)
+            .map_err(|e| err(e.to_string()))?;
         if config.intra_threads > 0 {
             builder = builder
                 .with_intra_threads(config.intra_threads)
