@@ -130,9 +130,15 @@ def macs_per_pixel(arch: Arch) -> float:
 
 
 def init_params(arch: Arch, seed: int) -> dict[str, np.ndarray]:
+    return init_layers(layer_specs(arch), seed)
+
+
+def init_layers(specs, seed: int) -> dict[str, np.ndarray]:
+    """Weights for the layers `specs` ((name, cin, cout, k, _) each): He init for ReLU, and a
+    near-zero `head`, so a residual network starts as (almost) its skip path."""
     rng = np.random.default_rng(seed)
     params: dict[str, np.ndarray] = {}
-    for name, cin, cout, k, _ in layer_specs(arch):
+    for name, cin, cout, k, _ in specs:
         std = math.sqrt(2.0 / (cin * k * k))  # He init for ReLU
         if name == "head":
             std = 1e-3  # start as (almost) the identity: output = input
@@ -147,8 +153,14 @@ def count_params(params) -> int:
 
 def _body(ops, z, arch: Arch):
     """The residual network on the stabilised image z [N,1,H,W] (backend-independent)."""
+    return ops.add(z, unet_residual(ops, z, arch))
+
+
+def unet_residual(ops, x, arch):
+    """The U-Net's residual on x [N,C,H,W] (backend-independent): space-to-depth by
+    arch.unshuffle, arch.depth levels of arch.convs convs, a 1x1 head, depth-to-space back."""
     s = arch.unshuffle
-    x = ops.s2d(z, s) if s > 1 else z
+    x = ops.s2d(x, s) if s > 1 else x
     skips = []
     for level in range(arch.depth + 1):
         for i in range(arch.convs):
@@ -161,9 +173,7 @@ def _body(ops, z, arch: Arch):
         for i in range(arch.convs):
             x = ops.conv(x, f"up{level}_{i}")
     r = ops.conv(x, "head", relu=False)
-    if s > 1:
-        r = ops.d2s(r, s)
-    return ops.add(z, r)
+    return ops.d2s(r, s) if s > 1 else r
 
 
 # ----------------------------------------------------------------------------------------

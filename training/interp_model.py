@@ -32,7 +32,7 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from denoiser_model import _JaxOps, _OnnxOps
+from denoiser_model import _JaxOps, _OnnxOps, count_params, init_layers, unet_residual  # noqa: F401
 
 IN_CHANNELS = 4  # a, b, lin, tau - 0.5 (the graph computes them from frame0, frame1, tau)
 EPS_ADU2 = 1.0  # added to the joint variance (ADU^2): flat frames do not blow up
@@ -113,38 +113,13 @@ def macs_per_pixel(arch: Arch) -> float:
 
 
 def init_params(arch: Arch, seed: int) -> dict[str, np.ndarray]:
-    rng = np.random.default_rng(seed)
-    params = {}
-    for name, cin, cout, k, _ in layer_specs(arch):
-        std = math.sqrt(2.0 / (cin * k * k))
-        if name == "head":
-            std = 1e-3  # start as the linear blend
-        params[f"{name}.w"] = (rng.standard_normal((cout, cin, k, k)) * std).astype(np.float32)
-        params[f"{name}.b"] = np.zeros((cout,), np.float32)
-    return params
-
-
-def count_params(params) -> int:
-    return int(sum(np.prod(v.shape) for v in params.values()))
+    """He init; the head starts near zero, so the untrained model is the linear blend."""
+    return init_layers(layer_specs(arch), seed)
 
 
 def _net(ops, x, arch: Arch):
     """Residual r [N,1,H,W] from the 4-channel normalised input x (backend-independent)."""
-    s = arch.unshuffle
-    x = ops.s2d(x, s) if s > 1 else x
-    skips = []
-    for level in range(arch.depth + 1):
-        for i in range(arch.convs):
-            x = ops.conv(x, f"down{level}_{i}")
-        if level < arch.depth:
-            skips.append(x)
-            x = ops.pool(x, level)
-    for level in reversed(range(arch.depth)):
-        x = ops.concat(ops.up(x, level), skips[level], level)
-        for i in range(arch.convs):
-            x = ops.conv(x, f"up{level}_{i}")
-    r = ops.conv(x, "head", relu=False)
-    return ops.d2s(r, s) if s > 1 else r
+    return unet_residual(ops, x, arch)
 
 
 # ----------------------------------------------------------------------------------------
