@@ -104,11 +104,12 @@ def parse_arch(spec: str) -> Arch:
     return Arch(depth=d, base=b, convs=c, unshuffle=s)
 
 
-def layer_specs(arch: Arch) -> list[tuple[str, int, int, int, int]]:
-    """(name, in_channels, out_channels, kernel, level) for every conv, in execution order.
-    `level` is the U-Net level (resolution 1 / (unshuffle * 2**level))."""
+def layer_specs(arch: Arch, in_channels: int = 1) -> list[tuple[str, int, int, int, int]]:
+    """(name, in_channels, out_channels, kernel, level) for every conv of the U-Net on an input
+    of `in_channels` planes, in execution order. `level` is the U-Net level (resolution
+    1 / (unshuffle * 2**level))."""
     specs = []
-    c_in = arch.unshuffle**2
+    c_in = in_channels * arch.unshuffle**2
     for level in range(arch.depth + 1):
         c = arch.base * 2**level
         for i in range(arch.convs):
@@ -123,10 +124,10 @@ def layer_specs(arch: Arch) -> list[tuple[str, int, int, int, int]]:
     return specs
 
 
-def macs_per_pixel(arch: Arch) -> float:
+def macs_per_pixel(arch: Arch, in_channels: int = 1) -> float:
     """Multiply-accumulates of the convolutions per input pixel."""
     return float(sum(cin * cout * k * k / (arch.unshuffle**2 * 4**level)
-                     for _, cin, cout, k, level in layer_specs(arch)))
+                     for _, cin, cout, k, level in layer_specs(arch, in_channels)))
 
 
 def init_params(arch: Arch, seed: int) -> dict[str, np.ndarray]:

@@ -33,6 +33,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 
 from denoiser_model import _JaxOps, _OnnxOps, count_params, init_layers, unet_residual  # noqa: F401
+from denoiser_model import layer_specs as unet_layer_specs, macs_per_pixel as unet_macs_per_pixel
 
 IN_CHANNELS = 4  # a, b, lin, tau - 0.5 (the graph computes them from frame0, frame1, tau)
 EPS_ADU2 = 1.0  # added to the joint variance (ADU^2): flat frames do not blow up
@@ -91,25 +92,11 @@ def parse_arch(spec: str) -> Arch:
 
 
 def layer_specs(arch: Arch):
-    specs = []
-    c_in = IN_CHANNELS * arch.unshuffle**2
-    for level in range(arch.depth + 1):
-        c = arch.base * 2**level
-        for i in range(arch.convs):
-            specs.append((f"down{level}_{i}", c_in if i == 0 else c, c, arch.kernel, level))
-        c_in = c
-    for level in reversed(range(arch.depth)):
-        c = arch.base * 2**level
-        c_up = arch.base * 2 ** (level + 1)
-        for i in range(arch.convs):
-            specs.append((f"up{level}_{i}", (c_up + c) if i == 0 else c, c, arch.kernel, level))
-    specs.append(("head", arch.base, arch.unshuffle**2, 1, 0))
-    return specs
+    return unet_layer_specs(arch, IN_CHANNELS)
 
 
 def macs_per_pixel(arch: Arch) -> float:
-    return float(sum(cin * cout * k * k / (arch.unshuffle**2 * 4**level)
-                     for _, cin, cout, k, level in layer_specs(arch)))
+    return unet_macs_per_pixel(arch, IN_CHANNELS)
 
 
 def init_params(arch: Arch, seed: int) -> dict[str, np.ndarray]:
