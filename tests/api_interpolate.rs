@@ -88,13 +88,24 @@ fn centre_x(pixels: &[f32]) -> f64 {
     weighted / sum
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn learned_interpolation_after_denoise_doubles_the_stream_and_flags_generated_frames() {
-    let server = common::TestServer::start(&config("push")).await;
+type Frames = scopepilot::proto::frames_client::FramesClient<tonic::transport::Channel>;
+type Acquisition =
+    scopepilot::proto::acquisition_client::AcquisitionClient<tonic::transport::Channel>;
+
+/// A server on `config(source)`, acquiring, with a subscription to its `interpolated` stream.
+async fn acquiring_and_subscribed(
+    source: &str,
+) -> (
+    common::TestServer,
+    Acquisition,
+    Frames,
+    tonic::Streaming<scopepilot::proto::Frame>,
+) {
+    let server = common::TestServer::start(&config(source)).await;
     let mut acq = server.acquisition().await;
     let mut frames = server.frames().await;
-    acq.start(common::start("push")).await.unwrap();
-    let mut sub = frames
+    acq.start(common::start(source)).await.unwrap();
+    let sub = frames
         .subscribe_frames(common::subscription(
             "interpolated",
             FrameFormat::Full,
@@ -104,19 +115,28 @@ async fn learned_interpolation_after_denoise_doubles_the_stream_and_flags_genera
         .await
         .unwrap()
         .into_inner();
-    // Frame 3 is lost before it reaches the daemon: no frame may be made across that gap.
-    let numbers = [0u64, 1, 2, 4, 5];
-    let reqs: Vec<_> = numbers
+    (server, acq, frames, sub)
+}
+
+/// Push the moving blob as frames 0, 1, 2, 4, 5 (frame 3 lost upstream); frames accepted.
+async fn push_with_a_gap(frames: &mut Frames) -> u64 {
+    let reqs: Vec<_> = [0u64, 1, 2, 4, 5]
         .iter()
         .map(|&n| common::push_u16(n, W, H, &moving_blob(n)))
         .collect();
-    let accepted = frames
+    frames
         .push_frames(tokio_stream::iter(reqs))
         .await
         .unwrap()
         .into_inner()
-        .frames_accepted;
-    assert_eq!(accepted, 5);
+        .frames_accepted
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn learned_interpolation_after_denoise_doubles_the_stream_and_flags_generated_frames() {
+    let (server, mut acq, mut frames, mut sub) = acquiring_and_subscribed("push").await;
+    // Frame 3 is lost before it reaches the daemon: no frame may be made across that gap.
+    assert_eq!(push_with_a_gap(&mut frames).await, 5);
 
     let mut got = Vec::new();
     for _ in 0..8 {
@@ -192,20 +212,7 @@ async fn learned_interpolation_after_denoise_doubles_the_stream_and_flags_genera
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_simulated_camera_streams_at_twice_its_rate_with_exact_accounting() {
-    let server = common::TestServer::start(&config("simulated")).await;
-    let mut acq = server.acquisition().await;
-    let mut frames = server.frames().await;
-    acq.start(common::start("simulated")).await.unwrap();
-    let mut sub = frames
-        .subscribe_frames(common::subscription(
-            "interpolated",
-            FrameFormat::Full,
-            1,
-            64,
-        ))
-        .await
-        .unwrap()
-        .into_inner();
+    let (server, mut acq, _frames, mut sub) = acquiring_and_subscribed("simulated").await;
     let mut flags = Vec::new();
     for _ in 0..12 {
         flags.push(sub.message().await.unwrap().unwrap().synthetic);
@@ -338,12 +345,7 @@ async fn a_recording_keeps_generated_frames_flagged_and_out_of_raw() {
     })
     .await
     .unwrap();
-    let numbers = [0u64, 1, 2, 4, 5];
-    let reqs: Vec<_> = numbers
-        .iter()
-        .map(|&n| common::push_u16(n, W, H, &moving_blob(n)))
-        .collect();
-    frames.push_frames(tokio_stream::iter(reqs)).await.unwrap();
+    push_with_a_gap(&mut frames).await;
     common::wait_for(&mut acq, "blended done", |s| {
         common::stage(s, "blended").frames_out == 8
     })
