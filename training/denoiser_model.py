@@ -300,9 +300,6 @@ class _OnnxOps:
 
 def to_onnx(params, arch: Arch, name="denoise", input_name="image", output_name="denoised",
             opset=17, doc: str = ""):
-    import onnx
-    from onnx import TensorProto, helper
-
     g = _OnnxOps(params)
     op, const = g.op, g.const
 
@@ -322,11 +319,23 @@ def to_onnx(params, arch: Arch, name="denoise", input_name="image", output_name=
     half = op("Mul", [v2, const("half", 0.5)])
     e2 = op("Sub", [op("Mul", [half, half]), "gat_shift"], prefix="electrons_out")
     adu = op("Add", [op("Mul", [e2, const("cam_gain", CAMERA["gain_adu_per_e"])]), "cam_offset"])
-    g.nodes.append(helper.make_node("Identity", [adu], [output_name], name="output"))
+    camera = {f"camera.{k}": str(v) for k, v in CAMERA.items()}
+    return finish_onnx(g, adu, arch, name, (input_name, 1), output_name, opset, doc, camera)
 
+
+def finish_onnx(g, out, arch, name, input_spec, output_name, opset, doc, meta_before=None,
+                meta_after=None):
+    """The ONNX model of graph `g` whose result is `out`: input `input_spec` = (name, channels)
+    [N, C, H, W], one-channel output `output_name`, opset, doc, the architecture and size
+    rules as metadata (`meta_before` / `meta_after` add entries around them), checked."""
+    import onnx
+    from onnx import TensorProto, helper
+
+    input_name, channels = input_spec
+    g.nodes.append(helper.make_node("Identity", [out], [output_name], name="output"))
     graph = helper.make_graph(
         g.nodes, name.replace("-", "_"),
-        [helper.make_tensor_value_info(input_name, TensorProto.FLOAT, ["N", 1, "H", "W"])],
+        [helper.make_tensor_value_info(input_name, TensorProto.FLOAT, ["N", channels, "H", "W"])],
         [helper.make_tensor_value_info(output_name, TensorProto.FLOAT, ["N", 1, "H", "W"])],
         initializer=g.inits,
     )
@@ -334,9 +343,9 @@ def to_onnx(params, arch: Arch, name="denoise", input_name="image", output_name=
                               producer_name="scopepilot-training", doc_string=doc)
     model.ir_version = 8
     meta = {**{f"arch.{k}": str(v) for k, v in asdict(arch).items()},
-            **{f"camera.{k}": str(v) for k, v in CAMERA.items()},
+            **(meta_before or {}),
             "size_multiple": str(arch.multiple), "receptive_radius": str(arch.receptive_radius()),
-            "halo": str(arch.halo())}
+            "halo": str(arch.halo()), **(meta_after or {})}
     helper.set_model_props(model, meta)
     onnx.checker.check_model(model, full_check=True)
     return model

@@ -28,11 +28,11 @@ and depth-to-space back to full resolution.
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import numpy as np
 
-from denoiser_model import _JaxOps, _OnnxOps, count_params, init_layers, unet_residual  # noqa: F401
+from denoiser_model import _JaxOps, _OnnxOps, count_params, finish_onnx, init_layers, unet_residual  # noqa: F401
 from denoiser_model import layer_specs as unet_layer_specs, macs_per_pixel as unet_macs_per_pixel
 
 IN_CHANNELS = 4  # a, b, lin, tau - 0.5 (the graph computes them from frame0, frame1, tau)
@@ -145,9 +145,6 @@ def apply(params, frames, arch: Arch):
 
 def to_onnx(params, arch: Arch, name="interpolate", input_name="frames", output_name="middle", opset=17,
             doc: str = ""):
-    import onnx
-    from onnx import TensorProto, helper
-
     g = _OnnxOps(params)
     op, const = g.op, g.const
 
@@ -173,20 +170,5 @@ def to_onnx(params, arch: Arch, name="interpolate", input_name="frames", output_
     r = _net(g, x, arch)
     y = op("Add", [lin, r], prefix="pred")
     out = op("Add", [op("Mul", [y, s]), m], prefix="adu")
-    g.nodes.append(helper.make_node("Identity", [out], [output_name], name="output"))
-
-    graph = helper.make_graph(
-        g.nodes, name.replace("-", "_"),
-        [helper.make_tensor_value_info(input_name, TensorProto.FLOAT, ["N", 3, "H", "W"])],
-        [helper.make_tensor_value_info(output_name, TensorProto.FLOAT, ["N", 1, "H", "W"])],
-        initializer=g.inits,
-    )
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)],
-                              producer_name="scopepilot-training", doc_string=doc)
-    model.ir_version = 8
-    meta = {**{f"arch.{k}": str(v) for k, v in asdict(arch).items()},
-            "size_multiple": str(arch.multiple), "receptive_radius": str(arch.receptive_radius()),
-            "halo": str(arch.halo()), "input_channels": "frame0,frame1,tau"}
-    helper.set_model_props(model, meta)
-    onnx.checker.check_model(model, full_check=True)
-    return model
+    return finish_onnx(g, out, arch, name, (input_name, 3), output_name, opset, doc,
+                       meta_after={"input_channels": "frame0,frame1,tau"})
