@@ -7,6 +7,7 @@
 //! truth (the clean frame and the division events) for tests and quality checks.
 
 mod camera_model;
+pub mod export;
 pub mod random;
 mod scene;
 
@@ -162,6 +163,35 @@ impl SimulatedSource {
     pub fn scene(&self) -> &Scene {
         &self.scene
     }
+
+    /// Let `dt` of scene time pass (none before the first frame) and render the next
+    /// frame's expected image; returns its frame number.
+    fn advance(&mut self, dt: std::time::Duration) -> u64 {
+        let frame_number = self.next_frame_number;
+        self.next_frame_number += 1;
+        if frame_number > 0 {
+            self.scene.step(dt.as_secs_f64(), frame_number);
+        }
+        self.scene.render(&mut self.expected_e);
+        frame_number
+    }
+
+    /// Image the rendered specimen into `out` with the camera's noise.
+    fn expose(&self, frame_number: u64, out: &mut [u16]) {
+        // Frame n's noise depends only on (seed, n): reproducible even when frames are lost.
+        let mut rng = Rng::new(self.config.seed ^ frame_number.wrapping_mul(0xA24B_AED4_963E_E407));
+        self.config
+            .camera
+            .expose(&self.expected_e, &self.normals, &mut rng, out);
+    }
+
+    /// The next frame without waiting for the pacer, `dt` of scene time after the previous
+    /// one (offline use: exporting movies with their ground truth).
+    pub fn next_frame_unpaced(&mut self, dt: std::time::Duration, out: &mut [u16]) -> u64 {
+        let frame_number = self.advance(dt);
+        self.expose(frame_number, out);
+        frame_number
+    }
 }
 
 impl FrameSource for SimulatedSource {
@@ -181,13 +211,8 @@ impl FrameSource for SimulatedSource {
         let Some(dt) = self.pacer.wait() else {
             return Ok(Capture::Idle);
         };
-        let frame_number = self.next_frame_number;
-        self.next_frame_number += 1;
-        if frame_number > 0 {
-            self.scene.step(dt.as_secs_f64(), frame_number);
-        }
         // The specimen evolves and is rendered whether or not a buffer is free.
-        self.scene.render(&mut self.expected_e);
+        let frame_number = self.advance(dt);
         let Some(mut writer) = pool.acquire() else {
             return Ok(Capture::Lost { frame_number });
         };
@@ -201,11 +226,7 @@ impl FrameSource for SimulatedSource {
                 "simulated source needs a u16 frame pool".into(),
             ));
         };
-        // Frame n's noise depends only on (seed, n): reproducible even when frames are lost.
-        let mut rng = Rng::new(self.config.seed ^ frame_number.wrapping_mul(0xA24B_AED4_963E_E407));
-        self.config
-            .camera
-            .expose(&self.expected_e, &self.normals, &mut rng, out);
+        self.expose(frame_number, out);
         Ok(Capture::Frame(writer.publish_arrived()))
     }
 }
