@@ -21,6 +21,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 "proto/scopepilot/v1/frames.proto",
                 "proto/scopepilot/v1/models.proto",
                 "proto/scopepilot/v1/recording.proto",
+                "proto/scopepilot/v1/events.proto",
+                "proto/scopepilot/v1/rules.proto",
             ],
             &["proto"],
         )?;

@@ -123,6 +123,7 @@ fn pipeline(
             intra_threads: threads,
             ..InferenceConfig::default()
         },
+        events: None,
     };
     let taps = Taps::new(&stages);
     let subscription = taps.get("denoised").expect("stream").subscribe(64);

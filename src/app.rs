@@ -76,7 +76,7 @@ async fn serve_async(config: Config) -> Result<(), AppError> {
     let bound = listener
         .local_addr()
         .map_err(|source| AppError::Bind { addr, source })?;
-    let daemon = Daemon::new(config);
+    let daemon = Daemon::new(config)?;
     daemon.spawn_drop_monitor(Duration::from_secs(5));
     if daemon.config().acquisition.autostart {
         let d = daemon.clone();

@@ -222,6 +222,8 @@ pub struct Config {
     pub recording: crate::sink::record::RecordingConfig,
     /// `[log]`.
     pub log: LogConfig,
+    /// `[[rules]]`: event-triggered acquisition rules (editable at run time over gRPC).
+    pub rules: Vec<crate::rules::RuleConfig>,
 }
 
 impl Config {
@@ -260,6 +262,21 @@ impl Config {
         }
         for p in &mut self.models.search_paths {
             *p = crate::install::locate(p);
+        }
+    }
+
+    /// What rules are checked against: the detect stages with their event kinds, and the
+    /// streams.
+    pub fn rule_context(&self) -> crate::rules::RuleContext {
+        crate::rules::RuleContext {
+            detectors: self
+                .stages
+                .iter()
+                .filter_map(|s| s.event_kind().map(|k| (s.name.clone(), k)))
+                .collect(),
+            streams: std::iter::once(crate::pipeline::RAW.to_string())
+                .chain(self.stages.iter().map(|s| s.name.clone()))
+                .collect(),
         }
     }
 
@@ -315,6 +332,15 @@ impl Config {
         for (i, s) in self.stages.iter().enumerate() {
             s.check()
                 .map_err(|e| invalid(format!("stages[{i}] ({}).{}", s.name, e.key), e.problem))?;
+        }
+        let rules = self.rule_context();
+        for (i, r) in self.rules.iter().enumerate() {
+            let at = |key: &str| format!("rules[{i}] ({}).{key}", r.name);
+            r.check(&rules)
+                .map_err(|e| invalid(at(&e.key), e.problem))?;
+            if self.rules[..i].iter().any(|o| o.name == r.name) {
+                return Err(invalid(at("name"), "is used by an earlier rule"));
+            }
         }
         if let Some((key, problem)) = self.recording.problem() {
             return Err(invalid(format!("recording.{key}"), problem));

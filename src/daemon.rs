@@ -16,6 +16,10 @@ use crate::inference::catalog::FoundPackage;
 use crate::inference::{LoadedModel, ModelCatalog, ModelPackage, ModelSummary};
 use crate::pipeline::{Pipeline, StageContext, StageInfo, Taps};
 use crate::ring::{RingHandle, ingest_ring};
+use crate::rules::RuleEngine;
+use crate::rules::capture::CaptureSet;
+use crate::rules::engine::EngineStatus;
+use crate::rules::interval::IntervalGovernor;
 use crate::sink::record::{RecordError, Recording, RecordingState, RecordingStatus};
 use crate::sink::subscribers::{SubscriberInfo, Subscription};
 use crate::source::push::{PushInput, PushResult, PushStats, PushedFrame};
@@ -219,6 +223,8 @@ pub struct Status {
     pub version: &'static str,
     /// The current (or last) recording.
     pub recording: Option<RecordingStatus>,
+    /// Detections, events, actions and captures since the daemon started.
+    pub events: EngineStatus,
 }
 
 enum State {
@@ -241,14 +247,26 @@ pub struct Daemon {
     stage_models: Mutex<HashMap<String, PathBuf>>,
     /// The current or last recording (a stopped one stays for its status).
     recording: Mutex<Option<Arc<Recording>>>,
+    /// Events, rules and their actions (owns the frame interval's governor).
+    engine: RuleEngine,
 }
 
 impl Daemon {
-    /// A daemon for a validated `config`. Nothing runs until [`Daemon::start`].
-    pub fn new(config: Config) -> Arc<Self> {
+    /// A daemon for a validated `config`. Nothing runs until [`Daemon::start`]; the rule
+    /// engine starts now, with the configured rules.
+    pub fn new(config: Config) -> Result<Arc<Self>, DaemonError> {
         let interval = FrameInterval::from_rate_hz(config.source.simulated.frame_rate_hz);
-        Arc::new(Self {
-            taps: Taps::new(&config.stages),
+        let taps = Taps::new(&config.stages);
+        let engine = RuleEngine::start(
+            config.rule_context(),
+            &config.rules,
+            Arc::new(IntervalGovernor::new(interval.clone())),
+            CaptureSet::new(taps.clone(), config.recording.clone()),
+        )
+        .map_err(|(i, e)| DaemonError::InvalidArgument(format!("rules[{i}].{e}")))?;
+        Ok(Arc::new(Self {
+            engine,
+            taps,
             catalog: ModelCatalog::new(config.models.search_paths.clone()),
             config,
             interval,
@@ -258,7 +276,12 @@ impl Daemon {
             started: Instant::now(),
             stage_models: Mutex::new(HashMap::new()),
             recording: Mutex::new(None),
-        })
+        }))
+    }
+
+    /// Events, rules and actions.
+    pub fn rules(&self) -> &RuleEngine {
+        &self.engine
     }
 
     /// The configuration.
@@ -295,7 +318,10 @@ impl Daemon {
         if !self.interval_set_by_client.load(Ordering::Relaxed)
             && let Some(rate) = self.configured_rate(kind)
         {
-            let _ = self.interval.set(Duration::from_secs_f64(1.0 / rate));
+            let _ = self
+                .engine
+                .governor()
+                .set_base(Duration::from_secs_f64(1.0 / rate));
         }
         // Open the source first: a bad file or setting fails before any thread starts.
         let pull_source = match kind {
@@ -312,6 +338,7 @@ impl Daemon {
             &self.stage_configs(),
             &StageContext {
                 inference: self.config.inference.clone(),
+                events: Some(self.engine.sender()),
             },
             &self.taps,
         )
@@ -319,6 +346,8 @@ impl Daemon {
         for slot in pipeline.infos().iter().filter_map(|i| i.model.as_ref()) {
             self.catalog.record((*slot.current()).clone());
         }
+        self.engine.set_paced(kind != SourceKind::Push);
+        self.engine.acquisition_started();
         let (source_thread, push, spec) = match pull_source {
             None => {
                 let input = PushInput::new(self.config.source.push, producer);
@@ -507,10 +536,10 @@ impl Daemon {
 
     fn open_pull_source(&self, kind: SourceKind) -> Result<Box<dyn FrameSource>, DaemonError> {
         Ok(match kind {
-            SourceKind::Simulated => Box::new(SimulatedSource::new(
-                self.config.source.simulated.clone(),
-                self.interval.clone(),
-            )?),
+            SourceKind::Simulated => Box::new(
+                SimulatedSource::new(self.config.source.simulated.clone(), self.interval.clone())?
+                    .with_ground_truth(self.engine.sender()),
+            ),
             SourceKind::Replay => {
                 let cfg = self.config.source.replay.as_ref().ok_or_else(|| {
                     DaemonError::FailedPrecondition(
@@ -544,6 +573,7 @@ impl Daemon {
         }
         drop(run.push.take()); // the ring producer goes with it
         run.pipeline.stop();
+        self.engine.acquisition_stopped();
         // Everything the pipeline drained has been published: the recording can finish.
         let recording = self.recording_slot().clone();
         if let Some(rec) = recording {
@@ -649,8 +679,9 @@ impl Daemon {
                 "the push source's frame timing is set by the client that pushes frames".into(),
             ));
         }
-        self.interval
-            .set(interval)
+        self.engine
+            .governor()
+            .set_base(interval)
             .map_err(DaemonError::InvalidArgument)?;
         self.interval_set_by_client.store(true, Ordering::Relaxed);
         tracing::info!(
@@ -732,6 +763,7 @@ impl Daemon {
             acquisition_time: Duration::ZERO,
             version: VERSION,
             recording: self.recording_slot().clone().map(|r| r.status()),
+            events: self.engine.status(),
         };
         let Some(v) = view else {
             return status;
@@ -837,6 +869,14 @@ fn drop_counters(s: &Status) -> Vec<(String, u64)> {
     if let Some(r) = &s.recording {
         out.push((format!("recording {}", r.name), r.frames_not_recorded()));
     }
+    out.push((
+        "detections (rule engine queue full)".to_string(),
+        s.events.detections_dropped,
+    ));
+    out.push((
+        "capture buffer frames".to_string(),
+        s.events.capture_frames_missed,
+    ));
     out.extend(s.subscribers.iter().map(|sub| {
         (
             format!("subscriber {} ({})", sub.id, sub.stage),

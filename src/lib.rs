@@ -4,7 +4,8 @@
 //!
 //! ```text
 //! source (camera thread) -> ingest ring (lock-free SPSC) -> pipeline stages -> subscribers
-//!                                                                          \-> gRPC API
+//!                                                           |              \-> gRPC API
+//!                                          detect stages -> events -> rules -> actions
 //! ```
 //!
 //! - [`frame`]: frames and the recycled [`frame::FramePool`] (no per-frame allocation).
@@ -13,6 +14,9 @@
 //! - [`pipeline`]: stages on their own threads behind bounded, counted queues.
 //! - [`sink`]: live subscribers and preview encoding.
 //! - [`inference`]: ONNX Runtime, model packages (bioimage.io) and the model catalog.
+//! - [`events`]: what detect stages see; [`rules`]: what the microscope does about it
+//!   (event-triggered acquisition: interval changes, pre/post-trigger capture, actions for
+//!   control software).
 //! - [`daemon`]: the acquisition state machine; [`api`]: the gRPC layer over it.
 //! - [`config`]: strict TOML configuration; [`app`]: what the `scopepilot` binary runs.
 
@@ -20,8 +24,10 @@
 
 pub mod api;
 pub mod app;
+pub mod clock;
 pub mod config;
 pub mod daemon;
+pub mod events;
 pub mod frame;
 pub mod inference;
 pub mod install;
@@ -29,5 +35,6 @@ pub mod latency;
 pub mod pipeline;
 pub mod proto;
 pub mod ring;
+pub mod rules;
 pub mod sink;
 pub mod source;

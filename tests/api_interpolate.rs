@@ -318,12 +318,13 @@ fn a_config_pairing_interpolate_with_a_denoiser_names_the_stage_and_the_problem(
     let err = stages[1]
         .build(&scopepilot::pipeline::StageContext {
             inference: config.inference.clone(),
+            ..Default::default()
         })
         .err()
         .expect("refused");
     let msg = err.to_string();
     assert!(msg.starts_with("params.model"), "{msg}");
-    assert!(msg.contains("an interpolation model takes 3"), "{msg}");
+    assert!(msg.contains("stage runs models of 3"), "{msg}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -3,10 +3,13 @@
 
 use tonic::Status;
 
+use crate::clock::WallClock;
 use crate::daemon::{AcquisitionState, DaemonError, ModelEntry};
+use crate::events::Event;
 use crate::frame::PixelType;
 use crate::inference::ModelSummary;
 use crate::proto;
+use crate::rules::{Action, ActionPhase};
 
 impl From<DaemonError> for Status {
     fn from(e: DaemonError) -> Self {
@@ -68,6 +71,16 @@ pub fn status_to_proto(s: &crate::daemon::Status) -> proto::GetStatusResponse {
         frames_dropped_ring: s.frames_dropped_ring,
         frames_late: s.frames_late,
         recording: s.recording.as_ref().map(recording_to_proto),
+        events: Some(proto::EventsStatus {
+            detections: s.events.detections,
+            detections_dropped: s.events.detections_dropped,
+            events: s.events.events,
+            actions: s.events.actions,
+            actions_acknowledged: s.events.actions_acknowledged,
+            actions_failed: s.events.actions_failed,
+            captures: s.events.captures,
+            capture_frames_missed: s.events.capture_frames_missed,
+        }),
         ring_depth: s.ring_depth,
         ring_capacity: s.ring_capacity,
         ring_policy: s.ring_policy.clone(),
@@ -184,5 +197,50 @@ pub fn recording_to_proto(r: &crate::sink::record::RecordingStatus) -> proto::Re
         elapsed_s: r.elapsed.as_secs_f64(),
         throughput_bytes_per_s: r.throughput_bytes_per_s(),
         compression: r.compression.into(),
+    }
+}
+
+/// Protobuf form of an event (Unix times through `clock`).
+pub fn event_to_proto(e: &Event, clock: &WallClock) -> proto::Event {
+    proto::Event {
+        id: e.id,
+        kind: e.kind.to_string(),
+        detector: e.detector.to_string(),
+        stream: e.stream.to_string(),
+        frame_number: e.frame_number,
+        timestamp_ns: e.timestamp_ns,
+        x: e.x,
+        y: e.y,
+        bbox: Some(proto::Box {
+            x: e.bbox.x,
+            y: e.bbox.y,
+            width: e.bbox.width,
+            height: e.bbox.height,
+        }),
+        score: e.score,
+        values: e.values.iter().map(|(k, v)| (k.to_string(), *v)).collect(),
+        frame_arrival_unix_ns: clock.unix_ns(e.frame_arrival) as i64,
+        detected_unix_ns: clock.unix_ns(e.detected) as i64,
+        ground_truth: e.ground_truth,
+        subscriber_dropped: 0,
+    }
+}
+
+/// Protobuf form of an action (Unix times through `clock`).
+pub fn action_to_proto(a: &Action, clock: &WallClock) -> proto::Action {
+    proto::Action {
+        id: a.id,
+        rule: a.rule.clone(),
+        name: a.name.clone(),
+        params: a.params.iter().cloned().collect(),
+        phase: match a.phase {
+            ActionPhase::Trigger => proto::ActionPhase::Trigger,
+            ActionPhase::Release => proto::ActionPhase::Release,
+        } as i32,
+        dry_run: a.dry_run,
+        executed_by_daemon: a.executed_by_daemon,
+        event: a.event.as_ref().map(|e| event_to_proto(e, clock)),
+        created_unix_ns: clock.unix_ns(a.created) as i64,
+        subscriber_dropped: 0,
     }
 }

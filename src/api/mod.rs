@@ -1,12 +1,15 @@
 //! The gRPC control API: `scopepilot.v1.Acquisition`, `scopepilot.v1.Frames`,
-//! `scopepilot.v1.Models` and `scopepilot.v1.Recording`, plus
+//! `scopepilot.v1.Models`, `scopepilot.v1.Recording`, `scopepilot.v1.Events` and
+//! `scopepilot.v1.Rules`, plus
 //! `grpc.health.v1` health and server reflection, served by tonic over a TCP listener.
 
 mod acquisition;
 mod convert;
+mod events;
 mod frames;
 mod models;
 mod recording;
+mod rules;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -16,14 +19,18 @@ use tokio_stream::wrappers::TcpListenerStream;
 
 use crate::daemon::Daemon;
 use crate::proto::acquisition_server::AcquisitionServer;
+use crate::proto::events_server::EventsServer;
 use crate::proto::frames_server::FramesServer;
 use crate::proto::models_server::ModelsServer;
 use crate::proto::recording_server::RecordingServer;
+use crate::proto::rules_server::RulesServer;
 
 pub use acquisition::AcquisitionApi;
+pub use events::EventsApi;
 pub use frames::FramesApi;
 pub use models::ModelsApi;
 pub use recording::RecordingApi;
+pub use rules::RulesApi;
 
 /// How long shutdown waits for open streams to finish before closing them.
 pub const SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_secs(3);
@@ -51,6 +58,8 @@ pub async fn serve(
     health.set_serving::<FramesServer<FramesApi>>().await;
     health.set_serving::<ModelsServer<ModelsApi>>().await;
     health.set_serving::<RecordingServer<RecordingApi>>().await;
+    health.set_serving::<EventsServer<EventsApi>>().await;
+    health.set_serving::<RulesServer<RulesApi>>().await;
     let reflection = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(crate::proto::FILE_DESCRIPTOR_SET)
         .build_v1()
@@ -60,6 +69,8 @@ pub async fn serve(
         .max_encoding_message_size(MAX_MESSAGE_BYTES);
     let models = ModelsServer::new(ModelsApi::new(daemon.clone()));
     let recording = RecordingServer::new(RecordingApi::new(daemon.clone()));
+    let events = EventsServer::new(EventsApi::new(daemon.clone(), closing.clone()));
+    let rules = RulesServer::new(RulesApi::new(daemon.clone()));
     let frames = FramesServer::new(FramesApi::new(daemon, closing))
         .max_decoding_message_size(MAX_MESSAGE_BYTES)
         .max_encoding_message_size(MAX_MESSAGE_BYTES);
@@ -70,6 +81,8 @@ pub async fn serve(
         .add_service(frames)
         .add_service(models)
         .add_service(recording)
+        .add_service(events)
+        .add_service(rules)
         .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown);
     // A client that stopped reading cannot receive the end of its stream (HTTP/2 flow
     // control), so graceful shutdown is bounded.

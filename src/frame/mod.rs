@@ -130,6 +130,27 @@ impl Pixels {
         }
     }
 
+    /// Make this a copy of `src`, reusing this storage; false (nothing changed) when the
+    /// pixel types differ.
+    pub fn copy_from(&mut self, src: &Pixels) -> bool {
+        match (self, src) {
+            (Pixels::U8(d), Pixels::U8(s)) => {
+                d.clear();
+                d.extend_from_slice(s);
+            }
+            (Pixels::U16(d), Pixels::U16(s)) => {
+                d.clear();
+                d.extend_from_slice(s);
+            }
+            (Pixels::F32(d), Pixels::F32(s)) => {
+                d.clear();
+                d.extend_from_slice(s);
+            }
+            _ => return false,
+        }
+        true
+    }
+
     /// True when no pixels are stored.
     pub fn is_empty(&self) -> bool {
         self.len() == 0

@@ -64,6 +64,11 @@ impl FramePool {
         self.stats.clone()
     }
 
+    /// Most slots the pool will ever allocate.
+    pub fn max_slots(&self) -> usize {
+        self.max_slots
+    }
+
     /// Number of slots currently allocated.
     pub fn allocated(&self) -> usize {
         self.slots.len()

@@ -263,6 +263,7 @@ struct ToleranceEntry {
 #[derive(Debug, Clone, Default, Deserialize)]
 struct ScopepilotConfig {
     preferred_tile: Option<usize>,
+    detector: Option<super::package::DetectorDefaults>,
 }
 
 impl Config {
@@ -362,6 +363,7 @@ fn assemble(
             tolerance: common.config.tolerance(),
         }),
         license: common.license.unwrap_or_default(),
+        detector: common.config.scopepilot.and_then(|s| s.detector),
     })
 }
 

@@ -25,7 +25,7 @@ pub mod tiling;
 
 pub use catalog::ModelCatalog;
 pub use model::{LoadedModel, ModelSummary, SelfTestReport};
-pub use package::ModelPackage;
+pub use package::{DetectorDefaults, ModelPackage};
 pub use provider::{ProviderKind, ProviderSelection};
 pub use runtime::{InferenceConfig, OrtRuntime};
 pub use session::ImageModel;

@@ -187,6 +187,20 @@ pub struct ModelPackage {
     pub test: Option<TestTensors>,
     /// License of the weights.
     pub license: String,
+    /// How to turn a detector model's score map into events, as calibrated by its authors.
+    pub detector: Option<DetectorDefaults>,
+}
+
+/// A detection model's own settings (`config.scopepilot.detector` of a bioimage.io package):
+/// the defaults of a `detect` stage that runs it.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub struct DetectorDefaults {
+    /// Kind of the events it finds (e.g. `division`).
+    pub event_kind: String,
+    /// Score-map peaks at or above this become events.
+    pub threshold: f32,
+    /// Two events of one frame are at least this far apart, pixels.
+    pub min_distance_px: f32,
 }
 
 /// The sidecar (`model.toml`) for a bare ONNX file.
@@ -351,6 +365,7 @@ impl ModelSidecar {
             preferred_tile: Some(t.preferred_tile).filter(|&n| n > 0),
             test: None,
             license: self.license,
+            detector: None,
         })
     }
 }
@@ -478,6 +493,7 @@ impl ModelPackage {
             preferred_tile: None,
             test: None,
             license: String::new(),
+            detector: None,
         }
     }
 

@@ -10,6 +10,7 @@ use std::sync::Arc;
 use serde::Deserialize;
 
 pub use super::model_slot::ModelSlot;
+use super::model_slot::load_stage_model;
 use super::stage::{Emitter, F32Output, Stage, StageError};
 use crate::frame::{Frame, FramePool};
 use crate::inference::{InferenceConfig, InferenceError, LoadedModel, ModelPackage};
@@ -65,29 +66,16 @@ impl DenoiseStage {
         params: &DenoiseParams,
         inference: &InferenceConfig,
     ) -> Result<Self, InferenceError> {
-        let model = LoadedModel::open(&params.model, params.tile, inference)?;
-        let summary = model.summary();
-        if model.input_channels() != 1 {
-            return Err(InferenceError::Model {
-                path: params.model.display().to_string(),
-                problem: format!(
-                    "takes {} input channels {:?}; a denoise stage runs single-channel image models",
-                    model.input_channels(),
-                    model.package().input_channels
-                ),
-            });
-        }
-        tracing::info!(
-            model = %summary.name,
-            format = %summary.format,
-            provider = summary.provider.used.name(),
-            tile = summary.tile,
-            halo = summary.halo,
-            self_test = ?summary.self_test,
-            "denoise model loaded"
-        );
+        let (model, slot) = load_stage_model(
+            &params.model,
+            params.tile,
+            inference,
+            "denoise",
+            1,
+            "one image plane",
+        )?;
         Ok(Self {
-            slot: Arc::new(ModelSlot::new(summary, 1)),
+            slot,
             model,
             pool_frames: params.pool_frames,
             pool: None,
@@ -111,10 +99,7 @@ impl Stage for DenoiseStage {
     }
 
     fn process(&mut self, input: &Frame, out: &mut Emitter<'_>) -> Result<(), StageError> {
-        if let Some(model) = self.slot.take() {
-            tracing::info!(model = %model.package().name, "denoise model replaced");
-            self.model = model;
-        }
+        self.slot.update(&mut self.model, "denoise");
         let spec = input.spec();
         let (h, w) = (spec.height as usize, spec.width as usize);
         let mut output = F32Output::acquire(&mut self.pool, input, self.pool_frames)?;

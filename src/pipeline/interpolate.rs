@@ -21,7 +21,7 @@ use std::sync::Arc;
 
 use serde::Deserialize;
 
-use super::model_slot::ModelSlot;
+use super::model_slot::{ModelSlot, load_stage_model};
 use super::stage::{Emitter, Stage, StageError, acquire_slot};
 use crate::frame::{Frame, FrameMeta, FramePool, Pixels};
 use crate::inference::{InferenceConfig, InferenceError, LoadedModel};
@@ -220,27 +220,16 @@ impl LearnedInterpolator {
         tile: usize,
         inference: &InferenceConfig,
     ) -> Result<Self, InferenceError> {
-        let model = LoadedModel::open(path, tile, inference)?;
-        if model.input_channels() != MODEL_CHANNELS {
-            return Err(InferenceError::Model {
-                path: path.display().to_string(),
-                problem: format!(
-                    "takes {} input channel(s) {:?}; an interpolation model takes {MODEL_CHANNELS} (frame0, frame1, tau)",
-                    model.input_channels(),
-                    model.package().input_channels
-                ),
-            });
-        }
-        let summary = model.summary();
-        tracing::info!(
-            model = %summary.name,
-            provider = summary.provider.used.name(),
-            tile = summary.tile,
-            self_test = ?summary.self_test,
-            "interpolation model loaded"
-        );
+        let (model, slot) = load_stage_model(
+            path,
+            tile,
+            inference,
+            "interpolate",
+            MODEL_CHANNELS,
+            "frame0, frame1, tau",
+        )?;
         Ok(Self {
-            slot: Arc::new(ModelSlot::new(summary, MODEL_CHANNELS)),
+            slot,
             model,
             planes: Vec::new(),
         })
@@ -257,10 +246,7 @@ impl Interpolator for LearnedInterpolator {
         w: usize,
         out: &mut [f32],
     ) -> Result<(), StageError> {
-        if let Some(model) = self.slot.take() {
-            tracing::info!(model = %model.package().name, "interpolation model replaced");
-            self.model = model;
-        }
+        self.slot.update(&mut self.model, "interpolate");
         let n = h * w;
         let fill = |planes: &mut [f32]| {
             frame0.convert_into_f32(&mut planes[..n]);

@@ -8,6 +8,7 @@
 //! ```
 
 pub mod denoise;
+pub mod detect;
 pub mod gaussian;
 pub mod interpolate;
 pub mod model_slot;
@@ -27,6 +28,7 @@ use crossbeam_channel::Receiver;
 use serde::Deserialize;
 
 use self::denoise::{DenoiseParams, DenoiseStage};
+use self::detect::{DetectParams, DetectStage, DetectorKind};
 use self::gaussian::{GaussianParams, GaussianStage};
 use self::interpolate::{InterpolateParams, InterpolateStage};
 use self::model_slot::ModelSlot;
@@ -54,6 +56,8 @@ pub enum StageKind {
     Denoise,
     /// Content-aware frame interpolation: generated (synthetic) frames between measured ones.
     Interpolate,
+    /// Event detection: frames pass through; events go to the rule engine.
+    Detect,
 }
 
 impl StageKind {
@@ -64,6 +68,7 @@ impl StageKind {
             StageKind::Gaussian => "gaussian",
             StageKind::Denoise => "denoise",
             StageKind::Interpolate => "interpolate",
+            StageKind::Detect => "detect",
         }
     }
 }
@@ -120,6 +125,8 @@ fn first_problem(problems: Vec<(&'static str, String)>) -> Result<(), StageConfi
 pub struct StageContext {
     /// ONNX Runtime settings, for learned stages.
     pub inference: crate::inference::InferenceConfig,
+    /// Where detect stages send their detections (none: detections are only counted).
+    pub events: Option<crate::events::EngineSender>,
 }
 
 impl StageConfig {
@@ -131,8 +138,20 @@ impl StageConfig {
                 .ok()
                 .filter(|p| p.resolved_method() == Ok(interpolate::InterpolationMethod::Model))
                 .map(|_| interpolate::MODEL_CHANNELS),
+            StageKind::Detect => params_of::<DetectParams>(&self.params)
+                .ok()
+                .filter(|p| p.detector == DetectorKind::Model)
+                .map(|_| detect::MODEL_CHANNELS),
             StageKind::Passthrough | StageKind::Gaussian => None,
         }
+    }
+
+    /// The kind of the events of a detect stage (`None` for other stages or bad parameters).
+    pub fn event_kind(&self) -> Option<String> {
+        (self.kind == StageKind::Detect)
+            .then(|| params_of::<DetectParams>(&self.params).ok())
+            .flatten()
+            .map(|p| p.event_kind())
     }
 
     /// Check the parameters without building the stage (no model is loaded).
@@ -147,6 +166,10 @@ impl StageConfig {
             }
             StageKind::Interpolate => {
                 let p: InterpolateParams = params_of(&self.params)?;
+                first_problem(p.problems())
+            }
+            StageKind::Detect => {
+                let p: DetectParams = params_of(&self.params)?;
                 first_problem(p.problems())
             }
         }
@@ -187,6 +210,18 @@ impl StageConfig {
                         key: "params.model".into(),
                         problem: e.to_string(),
                     })?;
+                Ok(Box::new(stage))
+            }
+            StageKind::Detect => {
+                let p: DetectParams = params_of(&self.params)?;
+                first_problem(p.problems())?;
+                let input = self.input.as_deref().unwrap_or(RAW);
+                let stage =
+                    DetectStage::new(&self.name, input, &p, &ctx.inference, ctx.events.clone())
+                        .map_err(|e| StageConfigError {
+                            key: "params.model".into(),
+                            problem: e.to_string(),
+                        })?;
                 Ok(Box::new(stage))
             }
         }
@@ -343,8 +378,12 @@ impl Pipeline {
         let stage_error = |(index, error)| PipelineError::Stage { index, error };
         let inputs = resolve_inputs(stages).map_err(stage_error)?;
         let mut built = Vec::new();
-        for (i, s) in stages.iter().enumerate() {
-            built.push(s.build(ctx).map_err(|e| stage_error((i, e)))?);
+        for (i, (s, (_, input))) in stages.iter().zip(&inputs).enumerate() {
+            let resolved = StageConfig {
+                input: Some(input.clone()),
+                ..s.clone()
+            };
+            built.push(resolved.build(ctx).map_err(|e| stage_error((i, e)))?);
         }
         let raw_stats = Arc::new(StageStats::default());
         let mut infos = vec![StageInfo {

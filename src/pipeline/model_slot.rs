@@ -1,10 +1,47 @@
 //! `ModelSlot`: the model of a running learned stage, seen from outside (status shows it,
 //! `Models.LoadModel` replaces it); the stage picks a replacement up between two frames.
 
+use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
-use crate::inference::{LoadedModel, ModelSummary};
+use crate::inference::{InferenceConfig, InferenceError, LoadedModel, ModelSummary};
+
+/// Load the package at `path` (with its self-test) for a `role` stage (`denoise`, ...) whose
+/// models take `channels` input planes (`which` names them in the error), and the slot
+/// that shows and replaces it.
+pub fn load_stage_model(
+    path: &Path,
+    tile: usize,
+    inference: &InferenceConfig,
+    role: &str,
+    channels: usize,
+    which: &str,
+) -> Result<(LoadedModel, Arc<ModelSlot>), InferenceError> {
+    let model = LoadedModel::open(path, tile, inference)?;
+    if model.input_channels() != channels {
+        return Err(InferenceError::Model {
+            path: path.display().to_string(),
+            problem: format!(
+                "takes {} input channel(s) {:?}; the {role} stage runs models of {channels} ({which})",
+                model.input_channels(),
+                model.package().input_channels
+            ),
+        });
+    }
+    let summary = model.summary();
+    tracing::info!(
+        role,
+        model = %summary.name,
+        format = %summary.format,
+        provider = summary.provider.used.name(),
+        tile = summary.tile,
+        halo = summary.halo,
+        self_test = ?summary.self_test,
+        "model loaded"
+    );
+    Ok((model, Arc::new(ModelSlot::new(summary, channels))))
+}
 
 /// The model of a running stage, seen from outside: what it is, and a model waiting to
 /// replace it.
@@ -51,6 +88,14 @@ impl ModelSlot {
         *self.pending.lock().unwrap_or_else(|p| p.into_inner()) = Some(model);
         self.has_pending.store(true, Ordering::Release);
         Ok(())
+    }
+
+    /// Switch `model` to the waiting one, if any (once per frame: one atomic load).
+    pub fn update(&self, model: &mut LoadedModel, role: &str) {
+        if let Some(next) = self.take() {
+            tracing::info!(role, model = %next.package().name, "model replaced");
+            *model = next;
+        }
     }
 
     /// The waiting model, if any (checked by the stage once per frame: one atomic load).

@@ -99,8 +99,8 @@ impl FrameInterval {
         Duration::from_nanos(self.nanos.load(Ordering::Relaxed))
     }
 
-    /// Change the interval; takes effect from the next frame.
-    pub fn set(&self, interval: Duration) -> Result<(), String> {
+    /// Whether `interval` is in the supported range, and if not, why.
+    pub fn check(interval: Duration) -> Result<(), String> {
         if !(Self::MIN..=Self::MAX).contains(&interval) {
             return Err(format!(
                 "frame interval {:?} is outside the supported range {:?} to {:?}",
@@ -109,6 +109,12 @@ impl FrameInterval {
                 Self::MAX
             ));
         }
+        Ok(())
+    }
+
+    /// Change the interval; takes effect from the next frame.
+    pub fn set(&self, interval: Duration) -> Result<(), String> {
+        Self::check(interval)?;
         self.nanos
             .store(interval.as_nanos() as u64, Ordering::Relaxed);
         Ok(())

@@ -53,7 +53,7 @@ impl TestServer {
             .unwrap();
         let addr = listener.local_addr().unwrap();
         assert!(addr.ip().is_loopback());
-        let daemon = Daemon::new(config);
+        let daemon = Daemon::new(config).expect("daemon starts");
         let (tx, rx) = oneshot::channel::<()>();
         let d = daemon.clone();
         let task = tokio::spawn(async move {

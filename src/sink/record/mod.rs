@@ -24,10 +24,11 @@ use serde_json::json;
 pub use ome::ome_attributes;
 pub use writer::{FRAME_METADATA, META_CHUNK};
 
+use crate::clock::WallClock;
 use crate::frame::{Frame, Pixels};
 use crate::sink::FrameSink;
 use crate::sink::subscribers::SubscriberHub;
-use writer::{Job, Msg, StreamWriter, WallClock, WriterSettings, write_json_atomic};
+use writer::{Job, Msg, StreamWriter, WriterSettings, write_json_atomic};
 
 /// Compression of recorded chunks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
@@ -246,23 +247,15 @@ impl Shared {
 
 /// Copy `src` into a recycled buffer when one of the right kind is at hand.
 fn copy_pixels(src: &Pixels, recycled: Option<Pixels>) -> Pixels {
-    match (src, recycled) {
-        (Pixels::U8(s), Some(Pixels::U8(mut d))) => {
-            d.clear();
-            d.extend_from_slice(s);
-            Pixels::U8(d)
+    match recycled {
+        Some(mut d) => {
+            if d.copy_from(src) {
+                d
+            } else {
+                src.clone()
+            }
         }
-        (Pixels::U16(s), Some(Pixels::U16(mut d))) => {
-            d.clear();
-            d.extend_from_slice(s);
-            Pixels::U16(d)
-        }
-        (Pixels::F32(s), Some(Pixels::F32(mut d))) => {
-            d.clear();
-            d.extend_from_slice(s);
-            Pixels::F32(d)
-        }
-        _ => src.clone(),
+        None => src.clone(),
     }
 }
 

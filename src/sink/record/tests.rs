@@ -169,8 +169,10 @@ fn an_exhausted_budget_counts_every_frame_not_recorded() {
     let rec = Recording::start(&cfg, "b", vec![hub.clone()], None).unwrap();
     // 1 MiB frames: one fits the 1 MiB budget at a time; back-to-back publishing outruns the disk.
     let n = 40;
-    for i in 0..n {
-        hub.publish(&frame(i, 1024, 512, false));
+    // Made first, so that publishing is back to back (making them gives the writer slack).
+    let frames: Vec<Frame> = (0..n).map(|i| frame(i, 1024, 512, false)).collect();
+    for f in &frames {
+        hub.publish(f);
     }
     let status = rec.stop();
     assert_eq!(status.frames_written() + status.frames_not_recorded(), n);

@@ -20,7 +20,9 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
+
+use crate::clock::WallClock;
 
 use crossbeam_channel::{Receiver, RecvTimeoutError};
 use serde_json::json;
@@ -70,34 +72,6 @@ pub(super) struct WriterSettings {
     pub pixel_size_um: Option<f64>,
     /// Nominal frame interval (paced sources); `None` = measured from the camera timestamps.
     pub frame_interval: Option<Duration>,
-}
-
-/// Maps monotonic arrival instants to Unix time (ns), anchored once per recording.
-#[derive(Debug, Clone, Copy)]
-pub(super) struct WallClock {
-    instant: Instant,
-    unix_ns: i128,
-}
-
-impl WallClock {
-    pub fn now() -> Self {
-        let unix_ns = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| d.as_nanos() as i128);
-        Self {
-            instant: Instant::now(),
-            unix_ns,
-        }
-    }
-
-    pub fn unix_ns(&self, t: Instant) -> u64 {
-        let offset = if t >= self.instant {
-            (t - self.instant).as_nanos() as i128
-        } else {
-            -((self.instant - t).as_nanos() as i128)
-        };
-        (self.unix_ns + offset).max(0) as u64
-    }
 }
 
 /// Write `bytes` to `path` atomically: a temporary file renamed over the old one.

@@ -16,12 +16,14 @@ pub use scene::{DIVISION_HISTORY, DivisionEvent, Scene, SceneParams};
 
 use std::collections::VecDeque;
 use std::sync::Arc;
+use std::time::Instant;
 
 use serde::Deserialize;
 
 use self::random::{NormalTable, Rng};
 use super::pacer::Pacer;
 use super::{Capture, FrameInterval, FrameSource, SourceError};
+use crate::events::{BoundingBox, EngineInput, EngineSender, Event};
 use crate::frame::{FramePool, FrameSpec, PixelType, Pixels};
 
 /// Settings of the simulated camera (`[source.simulated]`).
@@ -127,6 +129,50 @@ pub struct SimulatedSource {
     expected_e: Vec<f32>,
     pacer: Pacer,
     next_frame_number: u64,
+    ground_truth: Option<GroundTruthFeed>,
+}
+
+/// Sends the scene's divisions to the rule engine as ground-truth events.
+#[derive(Debug)]
+struct GroundTruthFeed {
+    tx: EngineSender,
+    /// Scene time of the last division sent.
+    sent_until_s: f64,
+    kind: Arc<str>,
+    detector: Arc<str>,
+    stream: Arc<str>,
+}
+
+impl GroundTruthFeed {
+    /// Send the divisions newer than the last sent, as seen in the frame arriving `now`.
+    fn send_new(&mut self, divisions: &VecDeque<DivisionEvent>, radius: f32, now: Instant) {
+        let after = self.sent_until_s;
+        for d in divisions.iter().filter(|d| d.time_s > after) {
+            let half = (2.0 * radius).max(1.0);
+            self.tx.send(EngineInput::GroundTruth(Event {
+                id: 0,
+                kind: self.kind.clone(),
+                detector: self.detector.clone(),
+                stream: self.stream.clone(),
+                frame_number: d.frame_number,
+                timestamp_ns: (d.time_s * 1e9) as u64,
+                x: d.x,
+                y: d.y,
+                bbox: BoundingBox {
+                    x: (d.x - half).max(0.0) as u32,
+                    y: (d.y - half).max(0.0) as u32,
+                    width: (2.0 * half) as u32,
+                    height: (2.0 * half) as u32,
+                },
+                score: 1.0,
+                values: vec![("mother", d.mother as f64)],
+                frame_arrival: now,
+                detected: now,
+                ground_truth: true,
+            }));
+            self.sent_until_s = d.time_s;
+        }
+    }
 }
 
 impl SimulatedSource {
@@ -144,8 +190,22 @@ impl SimulatedSource {
             expected_e: vec![0.0; w * h],
             pacer: Pacer::new(interval),
             next_frame_number: 0,
+            ground_truth: None,
             config,
         })
+    }
+
+    /// Also send every division, as it happens, to the rule engine through `tx` (as
+    /// ground-truth events of detector `simulator`, kind `division`, stream `raw`).
+    pub fn with_ground_truth(mut self, tx: EngineSender) -> Self {
+        self.ground_truth = Some(GroundTruthFeed {
+            tx,
+            sent_until_s: -1.0,
+            kind: crate::rules::GROUND_TRUTH_KIND.into(),
+            detector: crate::rules::GROUND_TRUTH_DETECTOR.into(),
+            stream: crate::pipeline::RAW.into(),
+        });
+        self
     }
 
     /// Ground truth: divisions so far.
@@ -213,6 +273,10 @@ impl FrameSource for SimulatedSource {
         };
         // The specimen evolves and is rendered whether or not a buffer is free.
         let frame_number = self.advance(dt);
+        if let Some(feed) = &mut self.ground_truth {
+            let radius = self.config.scene.nucleus_radius_px;
+            feed.send_new(self.scene.divisions(), radius, Instant::now());
+        }
         let Some(mut writer) = pool.acquire() else {
             return Ok(Capture::Lost { frame_number });
         };
