@@ -38,6 +38,20 @@ pub const SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_secs(3
 /// Largest gRPC message accepted or sent (a 2048x2048 f32 frame is 16 MiB).
 pub const MAX_MESSAGE_BYTES: usize = 64 << 20;
 
+/// Accepted connections with Nagle's algorithm off: small messages (events, actions,
+/// acknowledgements) leave at once instead of waiting for the peer's delayed ACK (measured:
+/// 20 ms added to every action without it).
+fn incoming(
+    listener: TcpListener,
+) -> impl tokio_stream::Stream<Item = std::io::Result<tokio::net::TcpStream>> {
+    use tokio_stream::StreamExt;
+    TcpListenerStream::new(listener).map(|conn| {
+        let conn = conn?;
+        conn.set_nodelay(true)?;
+        Ok(conn)
+    })
+}
+
 /// Serve the API on `listener` until `shutdown` completes. Open streams (subscriptions,
 /// pushes) then end with `UNAVAILABLE`, so that shutdown never waits on a client.
 pub async fn serve(
@@ -83,7 +97,7 @@ pub async fn serve(
         .add_service(recording)
         .add_service(events)
         .add_service(rules)
-        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown);
+        .serve_with_incoming_shutdown(incoming(listener), shutdown);
     // A client that stopped reading cannot receive the end of its stream (HTTP/2 flow
     // control), so graceful shutdown is bounded.
     let grace = async move {

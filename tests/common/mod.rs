@@ -8,9 +8,11 @@ use std::time::{Duration, Instant};
 use scopepilot::config::Config;
 use scopepilot::daemon::Daemon;
 use scopepilot::proto::acquisition_client::AcquisitionClient;
+use scopepilot::proto::events_client::EventsClient;
 use scopepilot::proto::frames_client::FramesClient;
 use scopepilot::proto::models_client::ModelsClient;
 use scopepilot::proto::recording_client::RecordingClient;
+use scopepilot::proto::rules_client::RulesClient;
 use scopepilot::proto::{
     FrameFormat, GetStatusRequest, GetStatusResponse, PixelType, PushFramesRequest, StartRequest,
     SubscribeFramesRequest,
@@ -96,6 +98,14 @@ impl TestServer {
 
     pub async fn recording(&self) -> RecordingClient<Channel> {
         RecordingClient::new(self.channel().await)
+    }
+
+    pub async fn events(&self) -> EventsClient<Channel> {
+        EventsClient::new(self.channel().await)
+    }
+
+    pub async fn rules(&self) -> RulesClient<Channel> {
+        RulesClient::new(self.channel().await)
     }
 
     pub async fn stop(mut self) {
