@@ -34,6 +34,8 @@ PROTOS = [
     "scopepilot/v1/frames.proto",
     "scopepilot/v1/models.proto",
     "scopepilot/v1/recording.proto",
+    "scopepilot/v1/events.proto",
+    "scopepilot/v1/rules.proto",
 ]
 
 READY_RE = re.compile(r"^scopepilot (\S+) listening grpc=(127\.0\.0\.1:(\d+))$")
