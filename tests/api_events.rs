@@ -8,12 +8,14 @@ mod common;
 use std::time::Duration;
 
 use common::{TestServer, push_u16, start, status, wait_for};
+use scopepilot::proto::events_client::EventsClient;
 use scopepilot::proto::{
     AcknowledgeActionRequest, Action, ActionPhase, DeleteRuleRequest, Event,
     ListGroundTruthRequest, ListRulesRequest, PutRuleRequest, SubscribeActionsRequest,
     SubscribeEventsRequest, ValidateRuleRequest,
 };
 use tonic::Code;
+use tonic::transport::Channel;
 
 /// Next item of a gRPC stream, or a failure after `secs` seconds.
 async fn next<T>(stream: &mut tonic::Streaming<T>, secs: u64) -> T {
@@ -22,6 +24,19 @@ async fn next<T>(stream: &mut tonic::Streaming<T>, secs: u64) -> T {
         .expect("an item in time")
         .expect("stream ok")
         .expect("stream open")
+}
+
+async fn subscribe_events(
+    events: &mut EventsClient<Channel>,
+    kinds: Vec<String>,
+    detectors: Vec<String>,
+) -> tonic::Streaming<Event> {
+    let request = SubscribeEventsRequest {
+        kinds,
+        detectors,
+        ..Default::default()
+    };
+    events.subscribe_events(request).await.unwrap().into_inner()
 }
 
 fn param<'a>(a: &'a Action, key: &str) -> &'a str {
@@ -223,22 +238,8 @@ actions = [
         .into_inner();
     assert!(!put.replaced);
     assert_eq!(put.rule.unwrap().name, "bright-corner");
-    let mut corner = events
-        .subscribe_events(SubscribeEventsRequest {
-            detectors: vec!["corner".into()],
-            ..Default::default()
-        })
-        .await
-        .unwrap()
-        .into_inner();
-    let mut counts = events
-        .subscribe_events(SubscribeEventsRequest {
-            kinds: vec!["object_count".into()],
-            ..Default::default()
-        })
-        .await
-        .unwrap()
-        .into_inner();
+    let mut corner = subscribe_events(&mut events, vec![], vec!["corner".into()]).await;
+    let mut counts = subscribe_events(&mut events, vec!["object_count".into()], vec![]).await;
     let mut actions = events
         .subscribe_actions(SubscribeActionsRequest {
             names: vec!["switch_channel".into(), "set_frame_interval".into()],

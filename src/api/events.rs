@@ -17,6 +17,7 @@ use tonic::{Request, Response, Status};
 use super::convert::{action_to_proto, event_to_proto};
 use crate::clock::WallClock;
 use crate::daemon::Daemon;
+use crate::events::fanout::FanoutReceiver;
 use crate::proto::{self, events_server::Events};
 use crate::rules::engine::AckError;
 
@@ -67,6 +68,20 @@ fn queue_size(requested: u32) -> Result<usize, Status> {
     }
 }
 
+/// The items of `sub` that `keep` accepts, as messages made by `to_proto` (given the
+/// subscriber's loss count so far).
+fn messages<T: Send + 'static, M>(
+    sub: FanoutReceiver<T>,
+    keep: impl Fn(&T) -> bool + Send + 'static,
+    to_proto: impl Fn(&T, &WallClock, u64) -> M + Send + 'static,
+) -> impl Stream<Item = Result<M, Status>> + Send + 'static {
+    let (rx, dropped) = sub.into_parts();
+    let clock = WallClock::now();
+    ReceiverStream::new(rx)
+        .filter(move |item| keep(item))
+        .map(move |item| Ok(to_proto(&item, &clock, dropped.load(Ordering::Relaxed))))
+}
+
 #[tonic::async_trait]
 impl Events for EventsApi {
     type SubscribeEventsStream = Streamed<proto::Event>;
@@ -94,20 +109,19 @@ impl Events for EventsApi {
                 )));
             }
         }
-        let (rx, dropped) = rules.subscribe_events(capacity).into_parts();
-        let clock = WallClock::now();
-        let stream = ReceiverStream::new(rx)
-            .filter(move |e| {
-                (req.include_ground_truth || !e.ground_truth)
-                    && (req.kinds.is_empty() || req.kinds.iter().any(|k| **k == *e.kind))
-                    && (req.detectors.is_empty()
-                        || req.detectors.iter().any(|d| **d == *e.detector))
-            })
-            .map(move |e| {
-                let mut msg = event_to_proto(&e, &clock);
-                msg.subscriber_dropped = dropped.load(Ordering::Relaxed);
-                Ok(msg)
-            });
+        let keep = move |e: &crate::events::Event| {
+            (req.include_ground_truth || !e.ground_truth)
+                && (req.kinds.is_empty() || req.kinds.iter().any(|k| **k == *e.kind))
+                && (req.detectors.is_empty() || req.detectors.iter().any(|d| **d == *e.detector))
+        };
+        let stream = messages(
+            rules.subscribe_events(capacity),
+            keep,
+            |e, clock, dropped| proto::Event {
+                subscriber_dropped: dropped,
+                ..event_to_proto(e, clock)
+            },
+        );
         Ok(Response::new(self.until_closing(stream)))
     }
 
@@ -119,15 +133,16 @@ impl Events for EventsApi {
     ) -> Result<Response<Self::SubscribeActionsStream>, Status> {
         let req = request.into_inner();
         let capacity = queue_size(req.queue_capacity)?;
-        let (rx, dropped) = self.daemon.rules().subscribe_actions(capacity).into_parts();
-        let clock = WallClock::now();
-        let stream = ReceiverStream::new(rx)
-            .filter(move |a| req.names.is_empty() || req.names.contains(&a.name))
-            .map(move |a| {
-                let mut msg = action_to_proto(&a, &clock);
-                msg.subscriber_dropped = dropped.load(Ordering::Relaxed);
-                Ok(msg)
-            });
+        let keep =
+            move |a: &crate::rules::Action| req.names.is_empty() || req.names.contains(&a.name);
+        let stream = messages(
+            self.daemon.rules().subscribe_actions(capacity),
+            keep,
+            |a, clock, dropped| proto::Action {
+                subscriber_dropped: dropped,
+                ..action_to_proto(a, clock)
+            },
+        );
         Ok(Response::new(self.until_closing(stream)))
     }
 
