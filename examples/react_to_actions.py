@@ -23,6 +23,12 @@ import grpc
 from grpc_tools import protoc
 
 PROTO = Path(__file__).resolve().parent.parent / "proto"
+PRINT = threading.Lock()  # events and actions arrive on two threads: one line at a time
+
+
+def say(line: str) -> None:
+    with PRINT:
+        print(line, flush=True)
 
 
 def load_stubs(out: Path):
@@ -68,8 +74,8 @@ def main() -> int:
         def log_events() -> None:
             try:
                 for e in events.SubscribeEvents(pb.SubscribeEventsRequest()):
-                    print(f"event  {e.kind} by {e.detector} in frame {e.frame_number} "
-                          f"at ({e.x:.0f}, {e.y:.0f}) score {e.score:.2f}", flush=True)
+                    say(f"event  {e.kind} by {e.detector} in frame {e.frame_number} "
+                        f"at ({e.x:.0f}, {e.y:.0f}) score {e.score:.2f}")
             except grpc.RpcError:
                 pass  # the daemon went away or we are exiting
 
@@ -77,7 +83,7 @@ def main() -> int:
         done = 0
         for action in events.SubscribeActions(pb.SubscribeActionsRequest()):
             ok, what = carry_out(action, pb)
-            print(f"action {action.id} from rule {action.rule!r}: {what}", flush=True)
+            say(f"action {action.id} from rule {action.rule!r}: {what}")
             events.AcknowledgeAction(pb.AcknowledgeActionRequest(
                 action_id=action.id, success=ok, message=what))
             done += 1

@@ -1,11 +1,17 @@
-"""The peak rule that turns a detection model's score map into events, exactly as the daemon
-applies it (src/pipeline/detect/peaks.rs); the shipped package's test_events.json pins that
-both agree.
+"""The peak rule that turns a division score map into events. The daemon's Rust detector
+implements the same rule and is tested against models/detect-divisions/test_events.json, so
+evaluation, calibration and packaging all call this one function.
 
-Candidates are pixels with a score >= threshold that are >= all their 8 neighbours
-(neighbours outside the image ignored). They are taken strongest first (ties: row-major
-index), and each is accepted if its Euclidean distance to every peak accepted before it is
->= min_distance.
+Rule:
+  1. candidates: pixels with score >= threshold that are >= all 8 neighbours (neighbours outside
+     the image are ignored);
+  2. sort candidates by score descending, ties by row-major index (y * W + x) ascending;
+  3. accept greedily: a candidate is accepted if its Euclidean distance to every already accepted
+     peak is >= min_distance_px (compared exactly in integers: dy^2 + dx^2 >= D^2).
+Events are (y, x, score) of the accepted pixels, in acceptance order.
+
+Because acceptance goes by descending score, the events at a threshold T are exactly the events
+found at any lower threshold that have score >= T (calibration uses this).
 """
 
 from __future__ import annotations
@@ -13,21 +19,30 @@ from __future__ import annotations
 import numpy as np
 
 
-def find_peaks(score: np.ndarray, threshold: float, min_distance: float, max_peaks: int = 256):
-    """[(y, x, score)] of the 2-D `score` map, in acceptance order."""
+def find_peaks(score: np.ndarray, threshold: float, min_distance_px: int) -> list[tuple[int, int, float]]:
+    """score: 2D float32 map. -> [(y, x, score), ...] in acceptance order."""
     from scipy.ndimage import maximum_filter
 
-    s = np.asarray(score, np.float32)
-    neighbourhood_max = maximum_filter(s, size=3, mode="constant", cval=-np.inf)
-    ys, xs = np.nonzero((s >= threshold) & (s >= neighbourhood_max))
-    vals = s[ys, xs]
-    order = np.lexsort((ys * s.shape[1] + xs, -vals))  # score descending, then row-major
-    d2 = float(min_distance) ** 2
-    out: list[tuple[int, int, float]] = []
-    for i in order:
-        if len(out) >= max_peaks:
-            break
-        y, x = int(ys[i]), int(xs[i])
-        if all((y - py) ** 2 + (x - px) ** 2 >= d2 for py, px, _ in out):
-            out.append((y, x, float(vals[i])))
+    s = np.asarray(score, dtype=np.float32)
+    assert s.ndim == 2
+    nbr_max = maximum_filter(s, size=3, mode="constant", cval=-np.inf)  # includes the pixel itself
+    cand = np.flatnonzero((s >= np.float32(threshold)) & (s >= nbr_max))
+    vals = s.ravel()[cand]
+    order = np.lexsort((cand, -vals))  # last key first: score descending, then index ascending
+    w = s.shape[1]
+    d2 = int(min_distance_px) ** 2
+    acc_y: list[int] = []
+    acc_x: list[int] = []
+    out = []
+    for k in order:
+        i = int(cand[k])
+        y, x = divmod(i, w)
+        if acc_y:
+            dy = np.asarray(acc_y) - y
+            dx = np.asarray(acc_x) - x
+            if np.any(dy * dy + dx * dx < d2):
+                continue
+        acc_y.append(y)
+        acc_x.append(x)
+        out.append((y, x, float(vals[k])))
     return out
