@@ -115,7 +115,7 @@ async fn divisions_switch_the_camera_to_fast_imaging_and_back() {
         .iter()
         .find(|a| a.name == "capture")
         .expect("a capture");
-    assert!(capture.params.get("error").is_none(), "{capture:?}");
+    assert!(!capture.params.contains_key("error"), "{capture:?}");
     assert_eq!(capture.params["pre_captured"], "5");
     let stage = seen
         .iter()
