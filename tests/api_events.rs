@@ -5,9 +5,7 @@
 
 mod common;
 
-use std::time::Duration;
-
-use common::{TestServer, push_u16, start, status, wait_for};
+use common::{TestServer, next, push_u16, start, status, subscribe_actions_and_events, wait_for};
 use scopepilot::proto::events_client::EventsClient;
 use scopepilot::proto::{
     AcknowledgeActionRequest, Action, ActionPhase, DeleteRuleRequest, Event,
@@ -16,15 +14,6 @@ use scopepilot::proto::{
 };
 use tonic::Code;
 use tonic::transport::Channel;
-
-/// Next item of a gRPC stream, or a failure after `secs` seconds.
-async fn next<T>(stream: &mut tonic::Streaming<T>, secs: u64) -> T {
-    tokio::time::timeout(Duration::from_secs(secs), stream.message())
-        .await
-        .expect("an item in time")
-        .expect("stream ok")
-        .expect("stream open")
-}
 
 async fn subscribe_events(
     events: &mut EventsClient<Channel>,
@@ -83,19 +72,11 @@ async fn the_simulators_divisions_close_the_loop_speed_capture_and_tell_the_clie
     let server = TestServer::start(&simulated_config(&root)).await;
     let mut acq = server.acquisition().await;
     let mut events = server.events().await;
-    let mut actions = events
-        .subscribe_actions(SubscribeActionsRequest::default())
-        .await
-        .unwrap()
-        .into_inner();
-    let mut truth = events
-        .subscribe_events(SubscribeEventsRequest {
-            include_ground_truth: true,
-            ..Default::default()
-        })
-        .await
-        .unwrap()
-        .into_inner();
+    let request = SubscribeEventsRequest {
+        include_ground_truth: true,
+        ..Default::default()
+    };
+    let (mut actions, mut truth) = subscribe_actions_and_events(&mut events, request).await;
     acq.start(start("simulated")).await.unwrap();
     let division: Event = next(&mut truth, 20).await;
     assert!(

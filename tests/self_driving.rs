@@ -8,10 +8,9 @@ mod common;
 
 use std::time::Duration;
 
-use common::{TestServer, start, status};
+use common::{TestServer, next, start, status, subscribe_actions_and_events};
 use scopepilot::proto::{
-    Action, ActionPhase, Event, ListGroundTruthRequest, SubscribeActionsRequest,
-    SubscribeEventsRequest,
+    Action, ActionPhase, Event, ListGroundTruthRequest, SubscribeEventsRequest,
 };
 
 /// The shipped config with a faster clock: 4 fps slow (16 fps fast), 256x256, a division
@@ -51,14 +50,6 @@ fn config(root: &std::path::Path) -> String {
     out
 }
 
-async fn next<T>(stream: &mut tonic::Streaming<T>, secs: u64) -> T {
-    tokio::time::timeout(Duration::from_secs(secs), stream.message())
-        .await
-        .expect("an item in time")
-        .expect("stream ok")
-        .expect("stream open")
-}
-
 /// The next `set_frame_interval` action in `phase`, skipping the others (kept in `seen`).
 async fn interval_action(
     actions: &mut tonic::Streaming<Action>,
@@ -80,20 +71,13 @@ async fn divisions_switch_the_camera_to_fast_imaging_and_back() {
     let server = TestServer::start(&config(&root)).await;
     let mut acq = server.acquisition().await;
     let mut events_client = server.events().await;
-    let mut actions = events_client
-        .subscribe_actions(SubscribeActionsRequest::default())
-        .await
-        .unwrap()
-        .into_inner();
-    let mut detections = events_client
-        .subscribe_events(SubscribeEventsRequest {
-            detectors: vec!["divisions".into()],
-            queue_capacity: 4096,
-            ..Default::default()
-        })
-        .await
-        .unwrap()
-        .into_inner();
+    let request = SubscribeEventsRequest {
+        detectors: vec!["divisions".into()],
+        queue_capacity: 4096,
+        ..Default::default()
+    };
+    let (mut actions, mut detections) =
+        subscribe_actions_and_events(&mut events_client, request).await;
     acq.start(start("simulated")).await.unwrap();
     assert_eq!(status(&mut acq).await.frame_interval_us, 250_000);
 

@@ -200,6 +200,32 @@ pub fn subscription(
     }
 }
 
+/// The next item of a gRPC stream, failing after `secs` seconds.
+pub async fn next<T>(stream: &mut tonic::Streaming<T>, secs: u64) -> T {
+    tokio::time::timeout(Duration::from_secs(secs), stream.message())
+        .await
+        .expect("an item in time")
+        .expect("stream ok")
+        .expect("stream open")
+}
+
+/// Subscriptions to every action and to the events `request` selects.
+pub async fn subscribe_actions_and_events(
+    events: &mut EventsClient<Channel>,
+    request: scopepilot::proto::SubscribeEventsRequest,
+) -> (
+    tonic::Streaming<scopepilot::proto::Action>,
+    tonic::Streaming<scopepilot::proto::Event>,
+) {
+    let actions = events
+        .subscribe_actions(scopepilot::proto::SubscribeActionsRequest::default())
+        .await
+        .unwrap()
+        .into_inner();
+    let found = events.subscribe_events(request).await.unwrap().into_inner();
+    (actions, found)
+}
+
 /// A fresh, empty directory under the system temp dir for one test.
 pub fn temp_dir(tag: &str) -> std::path::PathBuf {
     let nanos = std::time::SystemTime::now()
