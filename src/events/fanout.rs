@@ -83,8 +83,9 @@ impl<T: Clone> Fanout<T> {
 
     /// Subscribers now.
     pub fn subscriber_count(&self) -> usize {
-        self.lock().retain(|s| !s.tx.is_closed());
-        self.lock().len()
+        let mut subscribers = self.lock();
+        subscribers.retain(|s| !s.tx.is_closed());
+        subscribers.len()
     }
 }
 

@@ -518,11 +518,11 @@ impl Shared {
             match r.config.when.hysteresis {
                 Some(h) if r.config.when.detector.as_deref() == Some(&*d.detector) => {
                     let strongest = d.events.iter().max_by(|a, b| a.score.total_cmp(&b.score));
+                    r.events_matched += d.events.len() as u64;
                     if d.signal >= h.upper {
                         r.last_high = Some(now);
                         if !r.active && r.may_trigger(now) {
                             r.active = true;
-                            r.events_matched += d.events.len() as u64;
                             self.act(&Trigger {
                                 rule: &r.config,
                                 event: strongest,

@@ -61,11 +61,6 @@ impl ModelDetector {
             peaks: Vec::new(),
         })
     }
-
-    /// The score map of the last frame (empty before the second frame).
-    pub fn score_map(&self) -> &[f32] {
-        &self.score
-    }
 }
 
 impl Detector for ModelDetector {

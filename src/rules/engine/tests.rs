@@ -195,6 +195,11 @@ actions = [{ type = "set_interval", speedup = 10 }, { type = "emit", name = "fas
     assert_eq!(next(&mut actions).phase, ActionPhase::Release);
     assert_eq!(interval.get(), Duration::from_millis(1000));
     assert_eq!((e.list()[0].triggers, e.list()[0].releases), (1, 1));
+    assert_eq!(
+        e.list()[0].events_matched,
+        1,
+        "the one event of its detector"
+    );
 }
 
 #[test]

@@ -146,8 +146,14 @@ struct GroundTruthFeed {
 impl GroundTruthFeed {
     /// Send the divisions newer than the last sent, as seen in the frame arriving `now`.
     fn send_new(&mut self, divisions: &VecDeque<DivisionEvent>, radius: f32, now: Instant) {
+        // Divisions are in time order: only the newest few are unsent (no scan on the camera thread).
         let after = self.sent_until_s;
-        for d in divisions.iter().filter(|d| d.time_s > after) {
+        let unsent = divisions
+            .iter()
+            .rev()
+            .take_while(|d| d.time_s > after)
+            .count();
+        for d in divisions.iter().skip(divisions.len() - unsent) {
             let half = (2.0 * radius).max(1.0);
             self.tx.send(EngineInput::GroundTruth(Event {
                 id: 0,
