@@ -54,7 +54,8 @@ pub fn init_logging(config: &Config) {
 }
 
 /// Run the daemon until Ctrl-C or SIGTERM. Prints one `listening` line on stdout once the API
-/// accepts connections (`grpc=ADDR`), for people and for scripts that start it.
+/// accepts connections (`grpc=ADDR`, and `http=ADDR` for the preview page and metrics), for
+/// people and for scripts that start it, then the preview URL.
 pub fn serve(config: Config) -> Result<(), AppError> {
     init_logging(&config);
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -76,6 +77,18 @@ async fn serve_async(config: Config) -> Result<(), AppError> {
     let bound = listener
         .local_addr()
         .map_err(|source| AppError::Bind { addr, source })?;
+    let http = if config.http.enabled {
+        let addr = config.http_addr()?;
+        if !addr.ip().is_loopback() {
+            tracing::warn!(%addr, "the preview page and metrics listen on a non-loopback address: anyone who can reach it can watch the images");
+        }
+        let listener = tokio::net::TcpListener::bind(addr)
+            .await
+            .map_err(|source| AppError::Bind { addr, source })?;
+        Some(listener)
+    } else {
+        None
+    };
     let daemon = Daemon::new(config)?;
     daemon.spawn_drop_monitor(Duration::from_secs(5));
     if daemon.config().acquisition.autostart {
@@ -85,16 +98,54 @@ async fn serve_async(config: Config) -> Result<(), AppError> {
             .map_err(|e| AppError::Runtime(e.to_string()))??;
     }
     tracing::info!(%bound, streams = ?daemon.streams(), "gRPC API listening");
-    println!(
+    let (stop_tx, stop) = tokio::sync::watch::channel(false);
+    let mut ready = format!(
         "scopepilot {} listening grpc={bound}",
         crate::daemon::VERSION
     );
-    let server = crate::api::serve(daemon.clone(), listener, shutdown_signal());
+    let web = match http {
+        Some(listener) => {
+            let addr = listener
+                .local_addr()
+                .map_err(|e| AppError::Runtime(format!("preview listener: {e}")))?;
+            ready.push_str(&format!(" http={addr}"));
+            tracing::info!(%addr, "preview page and metrics listening");
+            let stopped = signalled(stop.clone());
+            Some(tokio::spawn(crate::web::serve(
+                daemon.clone(),
+                listener,
+                stopped,
+            )))
+        }
+        None => None,
+    };
+    // One line that scripts wait for; the next tells people where to look.
+    println!("{ready}");
+    if let Some(addr) = ready.split(" http=").nth(1) {
+        println!("preview: http://{addr}/  metrics: http://{addr}/metrics");
+    }
+    let shutdown = async move {
+        shutdown_signal().await;
+        let _ = stop_tx.send(true);
+    };
+    let server = crate::api::serve(daemon.clone(), listener, shutdown);
     let result = server
         .await
         .map_err(|e| AppError::Runtime(format!("gRPC server failed: {e}")));
+    if let Some(web) = web {
+        match web.await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => tracing::warn!(error = %e, "preview server failed"),
+            Err(e) => tracing::warn!(error = %e, "preview server task failed"),
+        }
+    }
     shut_down(daemon).await;
     result
+}
+
+/// Resolves once `stop` turns true.
+async fn signalled(mut stop: tokio::sync::watch::Receiver<bool>) {
+    let _ = stop.wait_for(|s| *s).await;
 }
 
 async fn shut_down(daemon: Arc<Daemon>) {

@@ -65,6 +65,29 @@ impl Default for ApiConfig {
     }
 }
 
+/// `[http]`: the browser preview page and Prometheus `/metrics`, on their own port.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HttpConfig {
+    /// Serve the preview page and `/metrics` at all.
+    pub enabled: bool,
+    /// Address to listen on. Loopback by default; anything else is reachable from the network.
+    pub listen: String,
+    /// Longest side, in pixels, of a preview image when the page asks for automatic
+    /// downsampling.
+    pub preview_max_side: u32,
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            listen: "127.0.0.1:50052".into(),
+            preview_max_side: 1024,
+        }
+    }
+}
+
 /// `[acquisition]`: ingest and start-up behaviour.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -206,6 +229,8 @@ impl Default for ModelsConfig {
 pub struct Config {
     /// `[api]`.
     pub api: ApiConfig,
+    /// `[http]`: preview page and metrics.
+    pub http: HttpConfig,
     /// `[acquisition]`.
     pub acquisition: AcquisitionConfig,
     /// `[source]`.
@@ -290,9 +315,26 @@ impl Config {
         })
     }
 
+    /// The preview page's listen address.
+    pub fn http_addr(&self) -> Result<SocketAddr, ConfigError> {
+        self.http.listen.parse().map_err(|e| {
+            invalid(
+                "http.listen",
+                format!("{:?} is not an IP:port address ({e})", self.http.listen),
+            )
+        })
+    }
+
     /// Check every value; the first problem found is returned.
     pub fn validate(&self) -> Result<(), ConfigError> {
         self.listen_addr()?;
+        self.http_addr()?;
+        if !(64..=8192).contains(&self.http.preview_max_side) {
+            return Err(invalid(
+                "http.preview_max_side",
+                format!("must be 64..=8192, got {}", self.http.preview_max_side),
+            ));
+        }
         let a = &self.acquisition;
         if !(1..=65_536).contains(&a.ring_capacity) {
             return Err(invalid(
@@ -399,6 +441,8 @@ mod tests {
     fn errors_name_the_key_and_the_problem() {
         let cases = [
             ("[api]\nlisten = \"nowhere\"", "api.listen"),
+            ("[http]\nlisten = \"localhost\"", "http.listen"),
+            ("[http]\npreview_max_side = 10", "http.preview_max_side"),
             ("[api]\nlisen = \"127.0.0.1:1\"", "lisen"),
             (
                 "[acquisition]\nring_capacity = 0",

@@ -14,6 +14,7 @@ use crate::config::{Config, SourceKind};
 use crate::frame::FrameSpec;
 use crate::inference::catalog::FoundPackage;
 use crate::inference::{LoadedModel, ModelCatalog, ModelPackage, ModelSummary};
+use crate::latency::HistogramSnapshot;
 use crate::pipeline::{Pipeline, StageContext, StageInfo, Taps};
 use crate::ring::{RingHandle, ingest_ring};
 use crate::rules::RuleEngine;
@@ -21,7 +22,7 @@ use crate::rules::capture::CaptureSet;
 use crate::rules::engine::EngineStatus;
 use crate::rules::interval::IntervalGovernor;
 use crate::sink::record::{RecordError, Recording, RecordingState, RecordingStatus};
-use crate::sink::subscribers::{SubscriberInfo, Subscription};
+use crate::sink::subscribers::{SubscriberHub, SubscriberInfo, Subscription};
 use crate::source::push::{PushInput, PushResult, PushStats, PushedFrame};
 use crate::source::replay::ReplaySource;
 use crate::source::runner::{SourceStats, SourceThread};
@@ -155,6 +156,10 @@ pub struct StageStatus {
     pub process_p50_us: f64,
     /// Processing time per frame, 99th percentile, microseconds.
     pub process_p99_us: f64,
+    /// Arrival-to-output latency, the whole histogram.
+    pub latency: HistogramSnapshot,
+    /// Processing time per frame, the whole histogram.
+    pub process_time: HistogramSnapshot,
     /// The model of a learned stage.
     pub model: Option<Arc<ModelSummary>>,
     /// Synthetic frames among `frames_out`.
@@ -710,15 +715,35 @@ impl Daemon {
         self.taps.names()
     }
 
-    /// Subscribe to stream `name` with a queue of `capacity` frames (0 = configured default).
-    pub fn subscribe(&self, name: &str, capacity: usize) -> Result<Subscription, DaemonError> {
-        let hub = self
-            .taps
+    /// Attach `sink` to stream `name`: it is offered every frame published from now on, in
+    /// this and later acquisitions, until [`Daemon::detach_sink`].
+    pub fn attach_sink(
+        &self,
+        name: &str,
+        sink: Arc<dyn crate::sink::FrameSink>,
+    ) -> Result<u64, DaemonError> {
+        Ok(self.hub(name)?.attach(sink))
+    }
+
+    /// Detach the sink `id` of stream `name` (a no-op when it is not attached).
+    pub fn detach_sink(&self, name: &str, id: u64) {
+        if let Some(hub) = self.taps.get(name) {
+            hub.detach(id);
+        }
+    }
+
+    fn hub(&self, name: &str) -> Result<&Arc<SubscriberHub>, DaemonError> {
+        self.taps
             .get(name)
             .ok_or_else(|| DaemonError::UnknownStream {
                 name: name.into(),
                 known: self.taps.names().join(", "),
-            })?;
+            })
+    }
+
+    /// Subscribe to stream `name` with a queue of `capacity` frames (0 = configured default).
+    pub fn subscribe(&self, name: &str, capacity: usize) -> Result<Subscription, DaemonError> {
+        let hub = self.hub(name)?;
         let s = &self.config.subscribers;
         let capacity = if capacity == 0 {
             s.queue_capacity
@@ -819,6 +844,8 @@ impl Daemon {
                     latency_p99_us: st.latency.quantile_us(0.99),
                     process_p50_us: st.process_time.quantile_us(0.5),
                     process_p99_us: st.process_time.quantile_us(0.99),
+                    latency: st.latency.snapshot(),
+                    process_time: st.process_time.snapshot(),
                     model: s.model.as_ref().map(|m| m.current()),
                     frames_synthetic: load(&st.synthetic_out),
                     gaps_skipped: load(&st.gaps_skipped),

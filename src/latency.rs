@@ -100,29 +100,56 @@ impl LatencyHistogram {
         0.0
     }
 
-    /// Cumulative counts at the given upper bounds in microseconds (for Prometheus-style
-    /// export); a bucket is counted under a bound when its upper edge does not exceed it.
-    pub fn cumulative_counts(&self, bounds_us: &[u64]) -> Vec<u64> {
+    /// Cumulative counts at [`EXPORT_BOUNDS_US`], for Prometheus-style export. The bounds
+    /// are bucket edges, so the counts are exact: a duration (whole microseconds) is counted
+    /// under a bound when it is below it.
+    pub fn snapshot(&self) -> HistogramSnapshot {
         let counts: Vec<u64> = self
             .buckets
             .iter()
             .map(|b| b.load(Ordering::Relaxed))
             .collect();
-        bounds_us
-            .iter()
-            .map(|&bound| {
-                counts
-                    .iter()
-                    .enumerate()
-                    .filter(|(b, _)| {
-                        let (lo, w) = bucket_range(*b);
-                        lo + w <= bound + 1
-                    })
-                    .map(|(_, c)| c)
-                    .sum()
-            })
-            .collect()
+        let mut cumulative = Vec::with_capacity(EXPORT_BOUNDS_US.len());
+        let (mut seen, mut b) = (0u64, 0usize);
+        for &bound in EXPORT_BOUNDS_US.iter() {
+            while b < counts.len() && {
+                let (lo, w) = bucket_range(b);
+                lo + w <= bound
+            } {
+                seen += counts[b];
+                b += 1;
+            }
+            cumulative.push(seen);
+        }
+        HistogramSnapshot {
+            cumulative,
+            count: counts.iter().sum(),
+            sum_us: self.sum_us.load(Ordering::Relaxed),
+        }
     }
+}
+
+/// Upper bounds of exported histograms, microseconds: powers of two from 64 us to 16.8 s
+/// (each is a bucket edge of [`LatencyHistogram`]).
+pub const EXPORT_BOUNDS_US: [u64; 19] = {
+    let mut b = [0u64; 19];
+    let mut i = 0;
+    while i < b.len() {
+        b[i] = 64 << i;
+        i += 1;
+    }
+    b
+};
+
+/// A histogram's counts at [`EXPORT_BOUNDS_US`].
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct HistogramSnapshot {
+    /// Durations below each bound of [`EXPORT_BOUNDS_US`].
+    pub cumulative: Vec<u64>,
+    /// All durations (the `+Inf` bucket).
+    pub count: u64,
+    /// Sum of all durations, microseconds.
+    pub sum_us: u64,
 }
 
 #[cfg(test)]
@@ -159,5 +186,24 @@ mod tests {
         assert_eq!(h.count(), 1000);
         assert!((h.mean_us() - 500.5).abs() < 1e-9);
         assert_eq!(LatencyHistogram::default().quantile_us(0.5), 0.0);
+    }
+
+    #[test]
+    fn snapshots_count_exactly_below_each_bound() {
+        let h = LatencyHistogram::default();
+        for us in [10u64, 63, 64, 127, 128, 5000, 40_000_000] {
+            h.record(Duration::from_micros(us));
+        }
+        let s = h.snapshot();
+        assert_eq!(s.cumulative.len(), EXPORT_BOUNDS_US.len());
+        for (bound, got) in EXPORT_BOUNDS_US.iter().zip(&s.cumulative) {
+            let want = [10u64, 63, 64, 127, 128, 5000, 40_000_000]
+                .iter()
+                .filter(|us| *us < bound)
+                .count() as u64;
+            assert_eq!(*got, want, "below {bound} us");
+        }
+        assert_eq!(s.count, 7);
+        assert_eq!(s.sum_us, 10 + 63 + 64 + 127 + 128 + 5000 + 40_000_000);
     }
 }

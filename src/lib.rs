@@ -17,7 +17,8 @@
 //! - [`events`]: what detect stages see; [`rules`]: what the microscope does about it
 //!   (event-triggered acquisition: interval changes, pre/post-trigger capture, actions for
 //!   control software).
-//! - [`daemon`]: the acquisition state machine; [`api`]: the gRPC layer over it.
+//! - [`daemon`]: the acquisition state machine; [`api`]: the gRPC layer over it;
+//!   [`web`]: the browser preview page and Prometheus [`metrics`] over it.
 //! - [`config`]: strict TOML configuration; [`app`]: what the `scopepilot` binary runs.
 
 #![warn(missing_docs)]
@@ -32,9 +33,11 @@ pub mod frame;
 pub mod inference;
 pub mod install;
 pub mod latency;
+pub mod metrics;
 pub mod pipeline;
 pub mod proto;
 pub mod ring;
 pub mod rules;
 pub mod sink;
 pub mod source;
+pub mod web;

@@ -1,6 +1,7 @@
 //! Sinks: where frames leave the pipeline. Live subscribers (gRPC streams) with the preview
-//! encoder they use, and recording to OME-Zarr.
+//! encoder they use, the newest-frame slot of the browser preview, and recording to OME-Zarr.
 
+pub mod latest;
 pub mod preview;
 pub mod record;
 pub mod subscribers;

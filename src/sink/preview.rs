@@ -15,6 +15,8 @@ pub struct PreviewOptions {
     pub low_percentile: f32,
     /// Upper percentile of the auto-contrast window (0..100).
     pub high_percentile: f32,
+    /// A fixed display window (min, max) in pixel units instead of the auto-contrast one.
+    pub window: Option<(f32, f32)>,
 }
 
 impl Default for PreviewOptions {
@@ -24,6 +26,7 @@ impl Default for PreviewOptions {
             eight_bit: false,
             low_percentile: 0.1,
             high_percentile: 99.9,
+            window: None,
         }
     }
 }
@@ -63,7 +66,9 @@ pub fn encode(frame: &Frame, opts: &PreviewOptions) -> EncodedFrame {
     }
     let (ow, oh, values) = block_mean(frame.pixels(), w as usize, h as usize, k as usize);
     if opts.eight_bit {
-        let (lo, hi) = percentile_window(&values, opts.low_percentile, opts.high_percentile);
+        let (lo, hi) = opts.window.unwrap_or_else(|| {
+            percentile_window(&values, opts.low_percentile, opts.high_percentile)
+        });
         let scale = if hi > lo { 255.0 / (hi - lo) } else { 0.0 };
         let data = values
             .iter()
@@ -197,5 +202,19 @@ mod tests {
         assert!(e.display_min > 0.0 && e.display_max < 59_994.0);
         let mid = e.data[5050];
         assert!((120..=135).contains(&mid), "mid-grey {mid}");
+    }
+
+    #[test]
+    fn a_fixed_window_maps_min_to_black_and_max_to_white() {
+        let f = ramp(100, 1); // 0, 6, ..., 594
+        let opts = PreviewOptions {
+            eight_bit: true,
+            window: Some((60.0, 120.0)),
+            ..PreviewOptions::default()
+        };
+        let e = encode(&f, &opts);
+        assert_eq!((e.display_min, e.display_max), (60.0, 120.0));
+        assert_eq!(&e.data[9..12], &[0, 0, 26]); // 54, 60, 66
+        assert_eq!(&e.data[19..22], &[230, 255, 255]); // 114, 120, 126
     }
 }

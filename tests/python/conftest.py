@@ -4,8 +4,9 @@
   ``tests/python/_generated`` (gitignored) when this file is imported, so the tests always
   match the protos in the tree.
 * ``Daemon`` starts the real ``scopepilot serve`` binary (``$SCOPEPILOT_BIN``, default
-  ``target/debug/scopepilot``) with a temporary config listening on ``127.0.0.1:0`` and parses
-  the ephemeral port from its one ``listening`` line on stdout. It is always stopped
+  ``target/debug/scopepilot``) with a temporary config listening on ``127.0.0.1:0`` (gRPC and,
+  unless the config says otherwise, the HTTP preview page) and parses the ephemeral ports
+  from its one ``listening`` line on stdout. It is always stopped
   (SIGTERM, then SIGKILL) when the fixture ends.
 
 Only 127.0.0.1 is ever contacted; HTTP proxies are disabled on every channel.
@@ -38,7 +39,9 @@ PROTOS = [
     "scopepilot/v1/rules.proto",
 ]
 
-READY_RE = re.compile(r"^scopepilot (\S+) listening grpc=(127\.0\.0\.1:(\d+))$")
+READY_RE = re.compile(
+    r"^scopepilot (\S+) listening grpc=(127\.0\.0\.1:(\d+))(?: http=(127\.0\.0\.1:\d+))?$"
+)
 STARTUP_TIMEOUT_S = 20.0
 STOP_TIMEOUT_S = 5.0
 
@@ -93,6 +96,9 @@ class Daemon:
     def __init__(self, config_toml: str, workdir: Path):
         self.workdir = workdir
         self.config_path = workdir / "scopepilot.toml"
+        if "[http]" not in config_toml:
+            # The preview page on an ephemeral port too, so that daemons never collide.
+            config_toml += '\n[http]\nlisten = "127.0.0.1:0"\n'
         self.config_path.write_text(config_toml)
         self.stderr_path = workdir / "scopepilot.stderr.log"
         self._stderr = open(self.stderr_path, "wb")
@@ -107,9 +113,16 @@ class Daemon:
             env=env,
             cwd=workdir,
         )
-        self.version, self.address, self.port = self._wait_ready()
+        self.version, self.address, self.port, self.http_address = self._wait_ready()
 
-    def _wait_ready(self) -> tuple[str, str, int]:
+    @property
+    def http_url(self) -> str:
+        """Base URL of the preview page and metrics (``http://127.0.0.1:PORT``)."""
+        if self.http_address is None:
+            raise RuntimeError("this daemon does not serve HTTP ([http] enabled = false)")
+        return f"http://{self.http_address}"
+
+    def _wait_ready(self) -> tuple[str, str, int, str | None]:
         # Read the ready line on a thread so that a hung daemon cannot hang the tests.
         result: dict[str, str] = {}
 
@@ -134,7 +147,7 @@ class Daemon:
                 f"scopepilot failed to start ({why}); first stdout line {line!r}; "
                 f"stderr:\n{self.stderr_tail()}"
             )
-        return m.group(1), m.group(2), int(m.group(3))
+        return m.group(1), m.group(2), int(m.group(3)), m.group(4)
 
     def channel(self) -> grpc.Channel:
         ch = grpc.insecure_channel(self.address, options=CHANNEL_OPTIONS)
