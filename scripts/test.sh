@@ -41,6 +41,9 @@ trap on_exit EXIT
 step "python venv (scripts/setup-venv.sh)"
 ./scripts/setup-venv.sh
 
+step "headless chromium for the browser test (scripts/setup-chromium.sh)"
+./scripts/setup-chromium.sh
+
 step "cargo fmt --all -- --check"
 cargo fmt --all -- --check
 

@@ -76,6 +76,9 @@ pub struct HttpConfig {
     /// Longest side, in pixels, of a preview image when the page asks for automatic
     /// downsampling.
     pub preview_max_side: u32,
+    /// Most frames per second sent to one preview panel (eyes need no more; every frame
+    /// rendered costs CPU the pipeline could use).
+    pub preview_max_fps: f64,
 }
 
 impl Default for HttpConfig {
@@ -84,6 +87,7 @@ impl Default for HttpConfig {
             enabled: true,
             listen: "127.0.0.1:50052".into(),
             preview_max_side: 1024,
+            preview_max_fps: 30.0,
         }
     }
 }
@@ -335,6 +339,12 @@ impl Config {
                 format!("must be 64..=8192, got {}", self.http.preview_max_side),
             ));
         }
+        if !(self.http.preview_max_fps > 0.0 && self.http.preview_max_fps <= 1000.0) {
+            return Err(invalid(
+                "http.preview_max_fps",
+                format!("must be in (0, 1000], got {}", self.http.preview_max_fps),
+            ));
+        }
         let a = &self.acquisition;
         if !(1..=65_536).contains(&a.ring_capacity) {
             return Err(invalid(
@@ -443,6 +453,7 @@ mod tests {
             ("[api]\nlisten = \"nowhere\"", "api.listen"),
             ("[http]\nlisten = \"localhost\"", "http.listen"),
             ("[http]\npreview_max_side = 10", "http.preview_max_side"),
+            ("[http]\npreview_max_fps = 0", "http.preview_max_fps"),
             ("[api]\nlisen = \"127.0.0.1:1\"", "lisen"),
             (
                 "[acquisition]\nring_capacity = 0",

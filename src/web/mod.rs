@@ -24,7 +24,7 @@ use crate::daemon::Daemon;
 use crate::metrics::{MetricType, PromText};
 
 pub use live::LiveFeed;
-pub use preview::{MAX_DOWNSAMPLE, PreviewTaps};
+pub use preview::{MAX_DOWNSAMPLE, PanelLimits, PreviewTaps};
 
 /// The page, its script and its style sheet, built into the binary (the page works offline).
 const INDEX_HTML: &str = include_str!("../../web/index.html");
@@ -40,7 +40,7 @@ struct AppState {
     taps: Arc<PreviewTaps>,
     feed: Arc<LiveFeed>,
     closing: watch::Receiver<bool>,
-    max_side: u32,
+    limits: PanelLimits,
 }
 
 /// The routes, for `daemon`; `closing` turning true ends every open stream.
@@ -48,7 +48,12 @@ fn router(daemon: Arc<Daemon>, closing: watch::Receiver<bool>) -> Router {
     let state = AppState {
         taps: PreviewTaps::new(daemon.clone()),
         feed: LiveFeed::start(&daemon, closing.clone()),
-        max_side: daemon.config().http.preview_max_side,
+        limits: PanelLimits {
+            max_side: daemon.config().http.preview_max_side,
+            min_interval: std::time::Duration::from_secs_f64(
+                1.0 / daemon.config().http.preview_max_fps,
+            ),
+        },
         daemon,
         closing,
     };
@@ -93,7 +98,7 @@ async fn live(State(s): State<AppState>) -> impl IntoResponse {
 }
 
 async fn preview_socket(State(s): State<AppState>, ws: WebSocketUpgrade) -> Response {
-    ws.on_upgrade(move |socket| preview::session(socket, s.taps, s.max_side, s.closing))
+    ws.on_upgrade(move |socket| preview::session(socket, s.taps, s.limits, s.closing))
 }
 
 async fn metrics(State(s): State<AppState>) -> Response {

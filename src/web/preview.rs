@@ -27,6 +27,15 @@ use crate::sink::preview::{PreviewOptions, encode};
 /// Largest block-averaging factor a page may ask for.
 pub const MAX_DOWNSAMPLE: u32 = 16;
 
+/// What the daemon allows one panel.
+#[derive(Debug, Clone, Copy)]
+pub struct PanelLimits {
+    /// Longest side of an automatically downsampled image.
+    pub max_side: u32,
+    /// Shortest time between two frames sent to the panel.
+    pub min_interval: std::time::Duration,
+}
+
 /// Counters of the previews of one stream.
 #[derive(Default)]
 pub struct PreviewCounters {
@@ -277,9 +286,10 @@ async fn next_frame(frames: &mut Option<watch::Receiver<u64>>) {
 pub async fn session(
     mut socket: WebSocket,
     taps: Arc<PreviewTaps>,
-    max_side: u32,
+    limits: PanelLimits,
     mut closing: watch::Receiver<bool>,
 ) {
+    let mut next_send = tokio::time::Instant::now();
     let mut current: Option<(PanelSettings, Viewer)> = None;
     let mut frames: Option<watch::Receiver<u64>> = None;
     let mut credits = 0u32;
@@ -332,10 +342,14 @@ pub async fn session(
                 }
             }
             _ = next_frame(&mut frames), if credits > 0 => {
+                // At most one frame per min_interval; after the wait, still the newest one.
+                tokio::time::sleep_until(next_send).await;
                 let Some((s, viewer)) = current.as_ref() else { continue };
                 let Some(frame) = viewer.latest.get() else { continue };
                 let s = s.clone();
-                let rendered = tokio::task::spawn_blocking(move || render(&frame, &s, max_side)).await;
+                next_send = tokio::time::Instant::now() + limits.min_interval;
+                let rendered =
+                    tokio::task::spawn_blocking(move || render(&frame, &s, limits.max_side)).await;
                 let Ok(bytes) = rendered else { continue };
                 if socket.send(Message::Binary(bytes.into())).await.is_err() {
                     break;
