@@ -192,3 +192,41 @@ pub fn action(a: &Action) -> Value {
         "age_ms": a.created.elapsed().as_secs_f64() * 1000.0,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::rules::RuleConfig;
+
+    #[test]
+    fn a_rule_reads_as_one_line() {
+        let config = RuleConfig::from_toml(
+            r#"
+name = "fast"
+when = { detector = "divisions", min_score = 0.5, count = 2, window_s = 10 }
+actions = [
+  { type = "set_interval", speedup = 4 },
+  { type = "capture", stream = "raw", pre_frames = 5, post_frames = 20 },
+  { type = "emit", name = "move_stage" },
+]
+"#,
+        )
+        .unwrap();
+        let status = RuleStatus {
+            config,
+            events_matched: 3,
+            triggers: 1,
+            suppressed: 0,
+            releases: 0,
+            active: false,
+        };
+        let v = rule(&status);
+        assert_eq!(
+            v["summary"],
+            "when divisions/any kind, score>=0.5, 2 within 10 s -> 4x faster, \
+             capture raw (5 before, 20 after), emit move_stage"
+        );
+        assert_eq!(v["triggers"], 1);
+        assert_eq!(v["dry_run"], false);
+    }
+}

@@ -34,6 +34,9 @@ const STYLE_CSS: &str = include_str!("../../web/style.css");
 /// How long shutdown waits for pages to close their connections.
 pub const SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_secs(2);
 
+/// Largest message a page may send on a preview socket.
+pub const MAX_CLIENT_MESSAGE_BYTES: usize = 16 << 10;
+
 #[derive(Clone)]
 struct AppState {
     daemon: Arc<Daemon>,
@@ -98,7 +101,9 @@ async fn live(State(s): State<AppState>) -> impl IntoResponse {
 }
 
 async fn preview_socket(State(s): State<AppState>, ws: WebSocketUpgrade) -> Response {
-    ws.on_upgrade(move |socket| preview::session(socket, s.taps, s.limits, s.closing))
+    // A panel only ever sends small JSON settings.
+    ws.max_message_size(MAX_CLIENT_MESSAGE_BYTES)
+        .on_upgrade(move |socket| preview::session(socket, s.taps, s.limits, s.closing))
 }
 
 async fn metrics(State(s): State<AppState>) -> Response {

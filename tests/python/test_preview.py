@@ -254,6 +254,14 @@ def test_preview_socket_sends_one_newest_frame_per_credit(daemon, acq):
         assert header["stream"] == "smooth"
     finally:
         ws.close()
+    # An oversized message closes only that socket.
+    ws = open_panel(daemon)
+    try:
+        ws.send(json.dumps({"type": "config", "stream": "raw" * 10_000}))
+        with pytest.raises(websocket.WebSocketException):
+            ws.recv_data()
+    finally:
+        ws.close()
     _, text = get(daemon.http_url + "/metrics")
     assert 'scopepilot_preview_frames_sent_total{stream="raw"} 4' in text
     assert daemon.alive()
