@@ -7,22 +7,24 @@ that the daemon knows it was done.
 
     .venv/bin/python examples/react_to_actions.py [--address 127.0.0.1:50051] [--max-actions N]
 
-Needs grpcio and grpcio-tools (both in the venv made by scripts/setup-venv.sh); the Python
-stubs are generated from proto/ into a temporary directory at start.
+Uses the typed client in clients/python (scopepilot_client), which generates the gRPC stubs
+from proto/ on first import; needs grpcio and grpcio-tools (both in the venv made by
+scripts/setup-venv.sh).
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
-import tempfile
 import threading
 from pathlib import Path
 
 import grpc
-from grpc_tools import protoc
 
-PROTO = Path(__file__).resolve().parent.parent / "proto"
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "clients" / "python"))
+
+from scopepilot_client import Action, Scopepilot  # noqa: E402
+
 PRINT = threading.Lock()  # events and actions arrive on two threads: one line at a time
 
 
@@ -31,23 +33,9 @@ def say(line: str) -> None:
         print(line, flush=True)
 
 
-def load_stubs(out: Path):
-    """Generate and import the scopepilot stubs (events only: that is all this script uses)."""
-    well_known = Path(protoc.__file__).resolve().parent / "_proto"
-    args = ["protoc", f"-I{PROTO}", f"-I{well_known}", f"--python_out={out}",
-            f"--grpc_python_out={out}", "scopepilot/v1/events.proto"]
-    if protoc.main(args) != 0:
-        sys.exit("could not generate the gRPC stubs from proto/")
-    sys.path.insert(0, str(out))
-    from scopepilot.v1 import events_pb2, events_pb2_grpc  # noqa: E402
-
-    return events_pb2, events_pb2_grpc
-
-
-def carry_out(action, pb) -> tuple[bool, str]:
+def carry_out(action: Action) -> tuple[bool, str]:
     """Do what the action asks. A real script would drive the microscope here."""
-    p = dict(action.params)
-    phase = "release" if action.phase == pb.ACTION_PHASE_RELEASE else "trigger"
+    p, phase = action.params, action.phase
     if action.dry_run:
         return True, f"dry run, nothing done ({action.name} {p})"
     if action.name == "set_frame_interval":
@@ -66,14 +54,11 @@ def main() -> int:
     ap.add_argument("--address", default="127.0.0.1:50051")
     ap.add_argument("--max-actions", type=int, default=0, help="stop after N actions (0: never)")
     args = ap.parse_args()
-    with tempfile.TemporaryDirectory() as tmp:
-        pb, rpc = load_stubs(Path(tmp))
-        channel = grpc.insecure_channel(args.address, options=[("grpc.enable_http_proxy", 0)])
-        events = rpc.EventsStub(channel)
+    with Scopepilot(args.address) as sp:
 
         def log_events() -> None:
             try:
-                for e in events.SubscribeEvents(pb.SubscribeEventsRequest()):
+                for e in sp.events():
                     say(f"event  {e.kind} by {e.detector} in frame {e.frame_number} "
                         f"at ({e.x:.0f}, {e.y:.0f}) score {e.score:.2f}")
             except grpc.RpcError:
@@ -81,15 +66,15 @@ def main() -> int:
 
         threading.Thread(target=log_events, daemon=True).start()
         done = 0
-        for action in events.SubscribeActions(pb.SubscribeActionsRequest()):
-            ok, what = carry_out(action, pb)
+        actions = sp.actions()
+        for action in actions:
+            ok, what = carry_out(action)
             say(f"action {action.id} from rule {action.rule!r}: {what}")
-            events.AcknowledgeAction(pb.AcknowledgeActionRequest(
-                action_id=action.id, success=ok, message=what))
+            sp.acknowledge(action, ok, what)
             done += 1
             if args.max_actions and done >= args.max_actions:
+                actions.cancel()
                 break
-        channel.close()
     return 0
 
 
