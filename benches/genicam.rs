@@ -54,8 +54,8 @@ fn aravis_tool(size: u32, seconds: u64) -> (f64, f64, u64, u64) {
         ])
         .output()
         .expect("arv-camera-test-0.8 runs");
-    let text = String::from_utf8_lossy(&out.stdout).into_owned()
-        + &String::from_utf8_lossy(&out.stderr);
+    let text =
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
     let stat = |name: &str| -> u64 {
         text.lines()
             .find_map(|l| {
@@ -68,7 +68,12 @@ fn aravis_tool(size: u32, seconds: u64) -> (f64, f64, u64, u64) {
     let lost = stat("n_failures") + stat("n_underruns") + stat("n_missing_frames");
     let bytes = completed as f64 * (size as f64 * size as f64 * 2.0);
     let s = seconds as f64;
-    (completed as f64 / s, bytes / s / (1 << 20) as f64, completed, lost)
+    (
+        completed as f64 / s,
+        bytes / s / (1 << 20) as f64,
+        completed,
+        lost,
+    )
 }
 
 /// Frames/s and MiB/s of frames that reached the pipeline (the ingest thread took them off the
@@ -140,7 +145,10 @@ fn main() {
         // Alternate, so that both see the same machine load.
         let a = aravis_tool(size, seconds);
         let s = scopepilot(size, seconds);
-        for (tool, (fps, mib, n, lost)) in [("arv-camera-test-0.8", a), ("scopepilot genicam -> pipeline", s)] {
+        for (tool, (fps, mib, n, lost)) in [
+            ("arv-camera-test-0.8", a),
+            ("scopepilot genicam -> pipeline", s),
+        ] {
             println!("| {size}x{size} | {tool} | {fps:.1} | {mib:.1} | {n} | {lost} |");
         }
         println!(

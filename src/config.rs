@@ -478,7 +478,9 @@ mod tests {
             );
         }
         // The section parses on every build, so one file serves both builds.
-        let c = Config::from_toml("[source.genicam]\naddress = \"192.168.1.20\"\nroi = [0, 0, 512, 512]");
+        let c = Config::from_toml(
+            "[source.genicam]\naddress = \"192.168.1.20\"\nroi = [0, 0, 512, 512]",
+        );
         assert!(c.is_ok(), "{c:?}");
     }
 

@@ -57,7 +57,9 @@ impl SourceThread {
                     stats2.late.store(source.late_frames(), Ordering::Relaxed);
                     let losses = source.losses();
                     stats2.missing.store(losses.missing, Ordering::Relaxed);
-                    stats2.incomplete.store(losses.incomplete, Ordering::Relaxed);
+                    stats2
+                        .incomplete
+                        .store(losses.incomplete, Ordering::Relaxed);
                     match result {
                         Ok(Capture::Frame(frame)) => {
                             stats2.captured.fetch_add(1, Ordering::Relaxed);

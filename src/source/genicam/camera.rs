@@ -4,6 +4,7 @@ use std::net::{Ipv4Addr, UdpSocket};
 use std::sync::Arc;
 use std::time::Duration;
 
+use aravis::glib::prelude::Cast;
 use aravis::prelude::*;
 use aravis::{
     AcquisitionMode, Buffer, BufferStatus, Camera, GvDevice, GvInterface, GvStream, PixelFormat,
@@ -53,13 +54,15 @@ pub struct GenicamSource {
     rate_bounds: Option<(f64, f64)>,
     ids: FrameIdUnwrapper,
     incomplete: u64,
+    /// Incomplete buffers without a frame id (their ids are among the gaps).
+    unplaced: u64,
+    is_gv: bool,
     exposure_us: u32,
     bytes_per_row: usize,
 }
 
-// SAFETY-free note: `Camera`, `Stream` and `Buffer` are `Send` in the aravis crate; the source
-// is used by one thread at a time (opened on the caller's thread, then moved to the camera
-// thread).
+// `Camera`, `Stream` and `Buffer` are `Send` in the aravis crate; the source is used by one
+// thread at a time (opened on the caller's thread, then moved to the camera thread).
 
 impl std::fmt::Debug for GenicamSource {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -89,11 +92,14 @@ fn interface_towards(device: Ipv4Addr) -> std::io::Result<Ipv4Addr> {
     }
 }
 
-fn open_camera(config: &GenicamConfig, err: &dyn Fn(String) -> SourceError) -> Result<Camera, SourceError> {
+fn open_camera(
+    config: &GenicamConfig,
+    err: &dyn Fn(String) -> SourceError,
+) -> Result<Camera, SourceError> {
     if let Some(device) = config.ipv4() {
         // Straight to the address: no discovery broadcast on any interface.
-        let local = interface_towards(device)
-            .map_err(|e| err(format!("no route to {device}: {e}")))?;
+        let local =
+            interface_towards(device).map_err(|e| err(format!("no route to {device}: {e}")))?;
         let inet = |a: Ipv4Addr| {
             gio::InetAddress::from_string(&a.to_string())
                 .ok_or_else(|| err(format!("cannot use address {a}")))
@@ -140,7 +146,9 @@ impl GenicamSource {
             problem,
         };
         if let Some((key, problem)) = config.problems().into_iter().next() {
-            return Err(SourceError::Config(format!("source.genicam.{key}: {problem}")));
+            return Err(SourceError::Config(format!(
+                "source.genicam.{key}: {problem}"
+            )));
         }
         let camera = open_camera(config, &err)?;
         let set = |what: &str, r: Result<(), aravis::glib::Error>| {
@@ -209,7 +217,8 @@ impl GenicamSource {
             .unwrap_or(0);
         let payload = camera
             .payload()
-            .map_err(|e| err(format!("cannot read PayloadSize: {e}")))? as usize;
+            .map_err(|e| err(format!("cannot read PayloadSize: {e}")))?
+            as usize;
         if payload < spec.byte_len() {
             return Err(err(format!(
                 "payload of {payload} bytes is smaller than a {spec} frame"
@@ -224,16 +233,19 @@ impl GenicamSource {
         let mut source = Self {
             camera,
             stream,
-            description,
+            description: description.clone(),
             spec,
             applied_interval: Duration::ZERO,
             interval,
             rate_bounds,
             ids: FrameIdUnwrapper::new(),
             incomplete: 0,
+            unplaced: 0,
+            is_gv: false,
             exposure_us,
             bytes_per_row: spec.width as usize * pixel_type.bytes(),
         };
+        source.is_gv = source.camera.is_gv_device();
         source.apply_interval();
         let camera = &source.camera;
         camera
@@ -363,14 +375,16 @@ impl GenicamSource {
         if matches!(status, BufferStatus::Aborted | BufferStatus::Cleared) {
             return Ok(Capture::Idle); // acquisition stopping
         }
-        // GigE Vision reserves id 0: a buffer without a valid id cannot be placed.
-        let number = (raw_id != 0 || !self.camera.is_gv_device()).then(|| self.ids.next(raw_id));
-        if status != BufferStatus::Success {
+        // GigE Vision reserves id 0, and every buffer goes back to Aravis with id 0: a buffer
+        // whose leader packet was lost comes back without an id (Aravis 0.8 would otherwise
+        // leave the id of the buffer's previous frame in it). Its frame shows up as a gap in
+        // the ids of the buffers around it; it is counted once, as incomplete.
+        let number = (raw_id != 0 || !self.is_gv).then(|| self.ids.next(raw_id));
+        let Some(number) = number.filter(|_| status == BufferStatus::Success) else {
             self.incomplete += 1;
-            return Ok(Capture::Idle);
-        }
-        let Some(number) = number else {
-            self.incomplete += 1;
+            if number.is_none() {
+                self.unplaced += 1;
+            }
             return Ok(Capture::Idle);
         };
         let Some(mut writer) = pool.acquire() else {
@@ -415,13 +429,16 @@ impl FrameSource for GenicamSource {
         };
         let result = self.take(&buffer, pool);
         // The buffer goes straight back to Aravis, whatever happened to its frame.
+        if self.is_gv {
+            buffer.set_frame_id(0);
+        }
         self.stream.push_buffer(buffer);
         result
     }
 
     fn losses(&self) -> SourceLosses {
         SourceLosses {
-            missing: self.ids.missing(),
+            missing: self.ids.missing().saturating_sub(self.unplaced),
             incomplete: self.incomplete,
         }
     }
