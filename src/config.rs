@@ -11,6 +11,7 @@ use serde::Deserialize;
 
 use crate::pipeline::{StageConfig, resolve_inputs};
 use crate::ring::OverflowPolicy;
+use crate::source::genicam::GenicamConfig;
 use crate::source::push::PushConfig;
 use crate::source::replay::ReplayConfig;
 use crate::source::simulated::SimulatedConfig;
@@ -139,6 +140,8 @@ pub enum SourceKind {
     Replay,
     /// Frames pushed over gRPC.
     Push,
+    /// A GigE Vision / USB3 Vision camera through Aravis (cargo feature `genicam`).
+    Genicam,
 }
 
 impl SourceKind {
@@ -148,6 +151,7 @@ impl SourceKind {
             SourceKind::Simulated => "simulated",
             SourceKind::Replay => "replay",
             SourceKind::Push => "push",
+            SourceKind::Genicam => "genicam",
         }
     }
 
@@ -157,6 +161,7 @@ impl SourceKind {
             "simulated" => Some(SourceKind::Simulated),
             "replay" => Some(SourceKind::Replay),
             "push" => Some(SourceKind::Push),
+            "genicam" => Some(SourceKind::Genicam),
             _ => None,
         }
     }
@@ -174,6 +179,8 @@ pub struct SourceConfig {
     pub replay: Option<ReplayConfig>,
     /// `[source.push]`.
     pub push: PushConfig,
+    /// `[source.genicam]` (required when `genicam` is used).
+    pub genicam: Option<GenicamConfig>,
 }
 
 /// `[subscribers]`: live frame subscriptions.
@@ -376,6 +383,25 @@ impl Config {
             }
             _ => {}
         }
+        if let Some(g) = &self.source.genicam
+            && let Some((key, problem)) = g.problems().into_iter().next()
+        {
+            return Err(invalid(format!("source.genicam.{key}"), problem));
+        }
+        if self.source.kind == SourceKind::Genicam {
+            if !crate::source::genicam::AVAILABLE {
+                return Err(invalid(
+                    "source.kind",
+                    format!("\"genicam\": {}", crate::source::genicam::NOT_BUILT),
+                ));
+            }
+            if self.source.genicam.is_none() {
+                return Err(invalid(
+                    "source.genicam",
+                    "source.kind is \"genicam\" but there is no [source.genicam] section (address = \"<camera IP>\")",
+                ));
+            }
+        }
         if self.source.push.pool_frames < 2 {
             return Err(invalid("source.push.pool_frames", "must be at least 2"));
         }
@@ -441,6 +467,24 @@ mod tests {
     }
 
     #[test]
+    fn genicam_needs_the_feature_and_a_section() {
+        let e = err("[source]\nkind = \"genicam\"");
+        if crate::source::genicam::AVAILABLE {
+            assert!(e.contains("source.genicam"), "{e}");
+        } else {
+            assert!(
+                e.contains("source.kind") && e.contains("--features genicam"),
+                "{e}"
+            );
+        }
+        // The section parses on every build, so one file serves both builds.
+        let c = Config::from_toml(
+            "[source.genicam]\naddress = \"192.168.1.20\"\nroi = [0, 0, 512, 512]",
+        );
+        assert!(c.is_ok(), "{c:?}");
+    }
+
+    #[test]
     fn an_empty_file_means_all_defaults() {
         let c = Config::from_toml("").unwrap();
         assert_eq!(c.api.listen, "127.0.0.1:50051");
@@ -497,6 +541,15 @@ mod tests {
             ),
             ("[recording]\ncompression = \"lz4\"", "lz4"),
             ("[recording]\nbudget = 1", "budget"),
+            (
+                "[source.genicam]\naddress = \"camera\"",
+                "source.genicam.address",
+            ),
+            (
+                "[source.genicam]\naddress = \"10.0.0.2\"\nbuffers = 2",
+                "source.genicam.buffers",
+            ),
+            ("[source.genicam]\nadress = \"10.0.0.2\"", "adress"),
         ];
         for (text, want) in cases {
             let e = err(text);

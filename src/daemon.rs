@@ -206,6 +206,10 @@ pub struct Status {
     pub frames_dropped_ring: u64,
     /// Frame slots the source missed because it could not keep its frame rate.
     pub frames_late: u64,
+    /// Frames a camera lost before they reached scopepilot (gaps in its frame numbers).
+    pub frames_missing: u64,
+    /// Frames a camera delivered incomplete (missing packets, timeouts), discarded.
+    pub frames_incomplete: u64,
     /// Frames in the ring now.
     pub ring_depth: u64,
     /// Ring capacity.
@@ -302,6 +306,7 @@ impl Daemon {
         match kind {
             SourceKind::Simulated => Some(self.config.source.simulated.frame_rate_hz),
             SourceKind::Replay => self.config.source.replay.as_ref().map(|r| r.frame_rate_hz),
+            SourceKind::Genicam => self.config.source.genicam.as_ref().map(|g| g.frame_rate_hz),
             SourceKind::Push => None,
         }
     }
@@ -316,7 +321,7 @@ impl Daemon {
             None => self.config.source.kind,
             Some(name) => SourceKind::parse(name).ok_or_else(|| {
                 DaemonError::InvalidArgument(format!(
-                    "unknown source {name:?}; use simulated, replay or push"
+                    "unknown source {name:?}; use simulated, replay, push or genicam"
                 ))
             })?,
         };
@@ -331,7 +336,9 @@ impl Daemon {
         // Open the source first: a bad file or setting fails before any thread starts.
         let pull_source = match kind {
             SourceKind::Push => None,
-            SourceKind::Simulated | SourceKind::Replay => Some(self.open_pull_source(kind)?),
+            SourceKind::Simulated | SourceKind::Replay | SourceKind::Genicam => {
+                Some(self.open_pull_source(kind)?)
+            }
         };
         let acq = &self.config.acquisition;
         let (producer, consumer) = ingest_ring(acq.ring_capacity, acq.ring_policy);
@@ -553,8 +560,30 @@ impl Daemon {
                 })?;
                 Box::new(ReplaySource::new(cfg, self.interval.clone())?)
             }
+            SourceKind::Genicam => self.open_genicam()?,
             SourceKind::Push => unreachable!("push is not a pull source"),
         })
+    }
+
+    #[cfg(feature = "genicam")]
+    fn open_genicam(&self) -> Result<Box<dyn FrameSource>, DaemonError> {
+        let cfg = self.config.source.genicam.as_ref().ok_or_else(|| {
+            DaemonError::FailedPrecondition(
+                "the genicam source needs a [source.genicam] section (address = \"<camera IP>\")"
+                    .into(),
+            )
+        })?;
+        Ok(Box::new(crate::source::genicam::GenicamSource::open(
+            cfg,
+            self.interval.clone(),
+        )?))
+    }
+
+    #[cfg(not(feature = "genicam"))]
+    fn open_genicam(&self) -> Result<Box<dyn FrameSource>, DaemonError> {
+        Err(DaemonError::FailedPrecondition(
+            crate::source::genicam::NOT_BUILT.into(),
+        ))
     }
 
     /// Stop acquiring: the source stops first, then the pipeline drains what is queued.
@@ -777,6 +806,8 @@ impl Daemon {
             frames_lost_no_buffer: 0,
             frames_dropped_ring: 0,
             frames_late: 0,
+            frames_missing: 0,
+            frames_incomplete: 0,
             ring_depth: 0,
             ring_capacity: self.config.acquisition.ring_capacity as u64,
             ring_policy: self.config.acquisition.ring_policy.name().into(),
@@ -805,6 +836,8 @@ impl Daemon {
             status.frames_acquired = load(&src.captured);
             status.frames_lost_no_buffer = load(&src.lost_no_buffer);
             status.frames_late = load(&src.late);
+            status.frames_missing = load(&src.missing);
+            status.frames_incomplete = load(&src.incomplete);
             status.source_finished = src.finished.load(Ordering::Relaxed);
         }
         if let Some(push) = &v.push {
@@ -885,6 +918,14 @@ fn drop_counters(s: &Status) -> Vec<(String, u64)> {
         (
             "late frames (source below its frame rate)".to_string(),
             s.frames_late,
+        ),
+        (
+            "camera frames missing (never arrived)".to_string(),
+            s.frames_missing,
+        ),
+        (
+            "camera frames incomplete (discarded)".to_string(),
+            s.frames_incomplete,
         ),
     ];
     out.extend(

@@ -171,6 +171,16 @@ pub fn write_status(p: &mut PromText, status: &Status, rules: &[RuleStatus], pro
             status.frames_late,
         ),
         (
+            "scopepilot_frames_missing_total",
+            "Frames a camera lost before they reached scopepilot (gaps in its frame numbers).",
+            status.frames_missing,
+        ),
+        (
+            "scopepilot_frames_incomplete_total",
+            "Frames a camera delivered incomplete (missing packets, timeouts); discarded.",
+            status.frames_incomplete,
+        ),
+        (
             "scopepilot_frames_rejected_total",
             "Pushed frames rejected as malformed.",
             status.frames_rejected,

@@ -70,6 +70,8 @@ pub fn status_to_proto(s: &crate::daemon::Status) -> proto::GetStatusResponse {
         frames_lost_no_buffer: s.frames_lost_no_buffer,
         frames_dropped_ring: s.frames_dropped_ring,
         frames_late: s.frames_late,
+        frames_missing: s.frames_missing,
+        frames_incomplete: s.frames_incomplete,
         recording: s.recording.as_ref().map(recording_to_proto),
         events: Some(proto::EventsStatus {
             detections: s.events.detections,

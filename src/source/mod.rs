@@ -2,9 +2,11 @@
 //!
 //! Each source is one small type behind the [`FrameSource`] trait, in a file of its own:
 //! [`simulated`] (a calibrated fluorescence microscope simulator), [`replay`] (TIFF stacks) and
-//! [`push`] (frames sent over gRPC by acquisition software). Pull sources run on a dedicated
+//! [`push`] (frames sent over gRPC by acquisition software) and [`genicam`] (GigE Vision /
+//! USB3 Vision cameras through Aravis, cargo feature `genicam`). Pull sources run on a dedicated
 //! camera thread ([`runner`]) that hands their frames to the ingest ring.
 
+pub mod genicam;
 pub mod pacer;
 pub mod push;
 pub mod replay;
@@ -68,6 +70,21 @@ pub trait FrameSource: Send {
     fn late_frames(&self) -> u64 {
         0
     }
+
+    /// Frames the source itself lost before they reached scopepilot (cameras: frame-id gaps
+    /// and incomplete buffers), as running totals; zero for sources that cannot lose any.
+    fn losses(&self) -> SourceLosses {
+        SourceLosses::default()
+    }
+}
+
+/// Frames a camera lost on its side, before any scopepilot buffer was involved.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SourceLosses {
+    /// Frame numbers that never arrived (gaps in the camera's frame ids).
+    pub missing: u64,
+    /// Frames that arrived incomplete (missing packets, timeouts) and were discarded.
+    pub incomplete: u64,
 }
 
 /// The frame interval of a running source, changeable from any thread while it runs.

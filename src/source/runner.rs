@@ -20,6 +20,10 @@ pub struct SourceStats {
     pub lost_no_buffer: AtomicU64,
     /// Frame slots missed because the source could not keep its frame rate.
     pub late: AtomicU64,
+    /// Frames the camera lost before they reached scopepilot (gaps in its frame ids).
+    pub missing: AtomicU64,
+    /// Frames that arrived incomplete (missing packets, timeouts) and were discarded.
+    pub incomplete: AtomicU64,
     /// Capture errors (the source stops at the first one).
     pub errors: AtomicU64,
     /// Set once the source has no more frames or failed.
@@ -51,6 +55,11 @@ impl SourceThread {
                 while !stop2.load(Ordering::Relaxed) {
                     let result = source.capture(&mut pool);
                     stats2.late.store(source.late_frames(), Ordering::Relaxed);
+                    let losses = source.losses();
+                    stats2.missing.store(losses.missing, Ordering::Relaxed);
+                    stats2
+                        .incomplete
+                        .store(losses.incomplete, Ordering::Relaxed);
                     match result {
                         Ok(Capture::Frame(frame)) => {
                             stats2.captured.fetch_add(1, Ordering::Relaxed);

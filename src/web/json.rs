@@ -75,6 +75,8 @@ pub fn status(s: &Status, streams: &[String], rules: &[RuleStatus]) -> Value {
         "frames_lost_no_buffer": s.frames_lost_no_buffer,
         "frames_dropped_ring": s.frames_dropped_ring,
         "frames_late": s.frames_late,
+        "frames_missing": s.frames_missing,
+        "frames_incomplete": s.frames_incomplete,
         "frames_rejected": s.frames_rejected,
         "ring_depth": s.ring_depth,
         "ring_capacity": s.ring_capacity,
