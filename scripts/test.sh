@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # The one test command: formatting, lints, Rust tests (unit, integration, benches in test
-# mode) and the Python end-to-end API tests against the real binary.
+# mode), the genicam source against Aravis's fake camera, and the Python end-to-end tests
+# against the real binary (gRPC, Micro-Manager, the preview page in headless Chromium).
 #
-# Needs only the Rust toolchain (with rustfmt and clippy) and python3 with venv; the Python
-# test dependencies are installed into .venv by scripts/setup-venv.sh.
+# Needs the Rust toolchain (with rustfmt and clippy) and python3 with venv; the Python test
+# dependencies are installed into .venv by scripts/setup-venv.sh. As root (or with
+# password-less sudo) it also installs the Debian packages of the browser and camera tests.
 set -euo pipefail
 
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -55,6 +57,18 @@ cargo clippy --all-targets -- -D warnings
 # dependencies and the binary on every run.
 step "cargo test --all-targets"
 cargo test --all-targets
+
+# The genicam source against Aravis's fake GigE Vision camera, in a private network
+# namespace; needs root (or password-less sudo) for apt-get and unshare.
+step "genicam source on Aravis's fake camera (scripts/test-genicam.sh)"
+if [[ "$(id -u)" == 0 ]] || { command -v sudo >/dev/null && sudo -n true 2>/dev/null; }; then
+    ./scripts/test-genicam.sh
+elif [[ -n "${CI:-}" ]]; then
+    echo "the genicam tests need root or password-less sudo in CI" >&2
+    exit 1
+else
+    echo "skipped: needs root or password-less sudo (apt-get, unshare -n)"
+fi
 
 step "pytest tests/python"
 if [[ ! -x "$SCOPEPILOT_BIN" ]]; then
