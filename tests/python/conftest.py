@@ -1,8 +1,9 @@
 """Shared fixtures for the Python API tests.
 
-* The gRPC stubs are generated from ``proto/`` with grpc_tools.protoc into
-  ``tests/python/_generated`` (gitignored) when this file is imported, so the tests always
-  match the protos in the tree.
+* The gRPC stubs are generated from ``proto/`` by the typed client's generator
+  (``clients/python/scopepilot_client/_stubs.py``, into its gitignored ``_generated/``) when
+  this file is imported, and again whenever a ``.proto`` changes, so the tests always match
+  the protos in the tree.
 * ``Daemon`` starts the real ``scopepilot serve`` binary (``$SCOPEPILOT_BIN``, default
   ``target/debug/scopepilot``) with a temporary config listening on ``127.0.0.1:0`` (gRPC and,
   unless the config says otherwise, the HTTP preview page) and parses the ephemeral ports
@@ -28,17 +29,6 @@ import grpc
 import pytest
 
 REPO = Path(__file__).resolve().parents[2]
-PROTO_DIR = REPO / "proto"
-GENERATED = Path(__file__).resolve().parent / "_generated"
-PROTOS = [
-    "scopepilot/v1/acquisition.proto",
-    "scopepilot/v1/frames.proto",
-    "scopepilot/v1/models.proto",
-    "scopepilot/v1/recording.proto",
-    "scopepilot/v1/events.proto",
-    "scopepilot/v1/rules.proto",
-]
-
 READY_RE = re.compile(
     r"^scopepilot (\S+) listening grpc=(127\.0\.0\.1:(\d+))(?: http=(127\.0\.0\.1:\d+))?$"
 )
@@ -53,28 +43,12 @@ CHANNEL_OPTIONS = [
 ]
 
 
-def _generate_stubs() -> None:
-    from grpc_tools import protoc
-    import grpc_tools
+# One stub generator for tests and clients: the typed client's (clients/python).
+sys.path.insert(0, str(REPO / "clients" / "python"))
+from scopepilot_client import _stubs  # noqa: E402
 
-    GENERATED.mkdir(parents=True, exist_ok=True)
-    well_known = Path(grpc_tools.__file__).resolve().parent / "_proto"
-    args = [
-        "grpc_tools.protoc",
-        f"-I{PROTO_DIR}",
-        f"-I{well_known}",
-        f"--python_out={GENERATED}",
-        f"--grpc_python_out={GENERATED}",
-        *PROTOS,
-    ]
-    rc = protoc.main(args)
-    if rc != 0:
-        raise RuntimeError(f"grpc_tools.protoc failed with exit code {rc}: {' '.join(args)}")
-
-
-_generate_stubs()
-if str(GENERATED) not in sys.path:
-    sys.path.insert(0, str(GENERATED))
+for _service in _stubs.SERVICES:
+    _stubs.load(_service)
 
 
 def daemon_binary() -> Path:
