@@ -3,9 +3,10 @@
 //! in the same run. Prints a Markdown table.
 //!
 //! Needs the fake camera on 127.0.0.1, so it runs inside a private network namespace:
-//! `scripts/test-genicam.sh --bench` (or `scripts/bench-genicam.sh`). Settings:
+//! `scripts/test-genicam.sh --bench`. Settings:
 //! `GENICAM_BENCH_SECONDS` (default 5) per measurement, `GENICAM_BENCH_SIZES` (default
-//! `512,1024,2048`), frame rate requested 1000 fps (the fake camera's maximum) so both sides
+//! `512,1024,2048`), `GENICAM_BENCH_ROUNDS` (default 2) alternating rounds per size, frame
+//! rate requested 1000 fps (the fake camera's maximum) so both sides
 //! run as fast as the fake camera can generate frames.
 
 use std::process::{Child, Command, Stdio};
@@ -100,26 +101,20 @@ kind = "passthrough"
 "#
     );
     let daemon = Daemon::new(Config::from_toml(&toml).unwrap()).unwrap();
-    daemon.start(None).expect("genicam source starts");
-    std::thread::sleep(Duration::from_millis(500)); // settle, as arv-camera-test's first second
-    let before = daemon.status();
+    // Counted like arv-camera-test counts: from the start of acquisition, start-up included.
     let t0 = Instant::now();
-    std::thread::sleep(Duration::from_secs(seconds));
+    daemon.start(None).expect("genicam source starts");
+    std::thread::sleep(Duration::from_secs(seconds).saturating_sub(t0.elapsed()));
     let after = daemon.status();
     let dt = t0.elapsed().as_secs_f64();
     daemon.stop().unwrap();
-    let frames_in = |s: &scopepilot::daemon::Status| s.stages[1].frames_in;
-    let n = frames_in(&after) - frames_in(&before);
-    let lost = |s: &scopepilot::daemon::Status| {
-        s.frames_missing + s.frames_incomplete + s.frames_lost_no_buffer + s.frames_dropped_ring
-    };
+    let n = after.stages[1].frames_in;
+    let lost = after.frames_missing
+        + after.frames_incomplete
+        + after.frames_lost_no_buffer
+        + after.frames_dropped_ring;
     let bytes = n as f64 * (size as f64 * size as f64 * 2.0);
-    (
-        n as f64 / dt,
-        bytes / dt / (1 << 20) as f64,
-        n,
-        lost(&after) - lost(&before),
-    )
+    (n as f64 / dt, bytes / dt / (1 << 20) as f64, n, lost)
 }
 
 fn main() {
@@ -135,13 +130,20 @@ fn main() {
         .split(',')
         .filter_map(|s| s.trim().parse().ok())
         .collect();
+    let rounds: u32 = std::env::var("GENICAM_BENCH_ROUNDS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(2);
     let _fake = start_fake();
     println!(
         "\nFake GigE Vision camera on 127.0.0.1, Mono16, requested 1000 fps, {seconds} s each\n"
     );
     println!("| frame | tool | frames/s | MiB/s | frames | lost |");
     println!("| --- | --- | ---: | ---: | ---: | ---: |");
-    for size in sizes {
+    for size in sizes
+        .iter()
+        .flat_map(|&s| std::iter::repeat_n(s, rounds as usize))
+    {
         // Alternate, so that both see the same machine load.
         let a = aravis_tool(size, seconds);
         let s = scopepilot(size, seconds);

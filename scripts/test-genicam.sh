@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # Tests of the `genicam` source against Aravis's fake GigE Vision camera.
 #
-# 1. Installs the Debian packages it needs when missing (libaravis-dev, libusb-1.0-0-dev,
-#    aravis-tools; as root or with password-less sudo).
-# 2. Builds with `--features genicam` outside any namespace (cargo may need the network).
+# 1. Installs the Debian packages it needs when missing (scripts/setup-genicam.sh).
+# 2. Builds with `--features genicam` outside any namespace (cargo may need the network;
+#    after scripts/test.sh's `cargo test --features genicam` only this test binary is left).
 # 3. Runs tests/genicam.rs inside a private network namespace (`unshare -n`) that has only
 #    the loopback interface: the cameras are opened by IP 127.0.0.1, and nothing can reach
 #    (or broadcast on) a real network.
@@ -31,18 +31,11 @@ if [[ "$(id -u)" != 0 ]]; then
     sudo=(sudo -n)
 fi
 
-need=()
-dpkg-query -W -f='${Status}' libaravis-dev 2>/dev/null | grep -q "ok installed" || need+=(libaravis-dev)
-dpkg-query -W -f='${Status}' libusb-1.0-0-dev 2>/dev/null | grep -q "ok installed" || need+=(libusb-1.0-0-dev)
-command -v arv-fake-gv-camera-0.8 >/dev/null || need+=(aravis-tools)
-command -v ip >/dev/null || need+=(iproute2)
-command -v unshare >/dev/null || need+=(util-linux)
-if ((${#need[@]} > 0)); then
-    echo "==> test-genicam.sh: installing ${need[*]}"
-    export DEBIAN_FRONTEND=noninteractive
-    "${sudo[@]}" apt-get update -qq
-    "${sudo[@]}" apt-get install -y -qq --no-install-recommends "${need[@]}" </dev/null
-fi
+./scripts/setup-genicam.sh
+command -v arv-fake-gv-camera-0.8 >/dev/null || {
+    echo "test-genicam.sh: the Aravis packages are missing (see scripts/setup-genicam.sh)" >&2
+    exit 1
+}
 
 echo "==> test-genicam.sh: building with --features genicam (outside the namespace)"
 cargo test --no-run --features genicam --test genicam

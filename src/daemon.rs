@@ -23,6 +23,7 @@ use crate::rules::engine::EngineStatus;
 use crate::rules::interval::IntervalGovernor;
 use crate::sink::record::{RecordError, Recording, RecordingState, RecordingStatus};
 use crate::sink::subscribers::{SubscriberHub, SubscriberInfo, Subscription};
+use crate::source::camera_control::{CameraControl, CameraControlError, CameraSettings};
 use crate::source::push::{PushInput, PushResult, PushStats, PushedFrame};
 use crate::source::replay::ReplaySource;
 use crate::source::runner::{SourceStats, SourceThread};
@@ -64,6 +65,9 @@ pub enum DaemonError {
     /// The source could not be opened.
     #[error("source could not start: {0}")]
     Source(#[from] SourceError),
+    /// A part of the daemon (e.g. the camera thread) did not answer in time; retry later.
+    #[error("{0}")]
+    Unavailable(String),
 }
 
 /// Acquisition state.
@@ -92,6 +96,8 @@ struct RunView {
 struct Run {
     view: RunView,
     source: Option<SourceThread>,
+    /// Exposure and gain of the running camera, changed on its own thread.
+    camera: Option<CameraControl>,
     push: Option<PushHandle>,
     pipeline: Pipeline,
 }
@@ -258,7 +264,22 @@ pub struct Daemon {
     recording: Mutex<Option<Arc<Recording>>>,
     /// Events, rules and their actions (owns the frame interval's governor).
     engine: RuleEngine,
+    /// Camera settings changed over the API; they replace the configured ones from the
+    /// next acquisition on (and apply at once to a running camera where they can).
+    camera_settings: Mutex<CameraSettings>,
 }
+
+/// What [`Daemon::set_camera_settings`] did.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct CameraSettingsOutcome {
+    /// Running: what the camera reports after the change. Idle: what the next start applies.
+    pub settings: CameraSettings,
+    /// Whether a running camera applied them now (otherwise they wait for the next start).
+    pub applied: bool,
+}
+
+/// How long a settings change may wait for the camera thread.
+const CAMERA_SETTINGS_TIMEOUT: Duration = Duration::from_secs(5);
 
 impl Daemon {
     /// A daemon for a validated `config`. Nothing runs until [`Daemon::start`]; the rule
@@ -285,6 +306,7 @@ impl Daemon {
             started: Instant::now(),
             stage_models: Mutex::new(HashMap::new()),
             recording: Mutex::new(None),
+            camera_settings: Mutex::new(CameraSettings::default()),
         }))
     }
 
@@ -360,6 +382,7 @@ impl Daemon {
         }
         self.engine.set_paced(kind != SourceKind::Push);
         self.engine.acquisition_started();
+        let camera = pull_source.as_ref().and_then(|s| s.camera_control());
         let (source_thread, push, spec) = match pull_source {
             None => {
                 let input = PushInput::new(self.config.source.push, producer);
@@ -403,6 +426,7 @@ impl Daemon {
         *self.state() = State::Running(Run {
             view,
             source: source_thread,
+            camera,
             push,
             pipeline,
         });
@@ -573,8 +597,12 @@ impl Daemon {
                     .into(),
             )
         })?;
+        let changed = *self
+            .camera_settings
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
         Ok(Box::new(crate::source::genicam::GenicamSource::open(
-            cfg,
+            &cfg.clone().with_settings(changed),
             self.interval.clone(),
         )?))
     }
@@ -723,6 +751,78 @@ impl Daemon {
             "frame interval changed"
         );
         Ok(())
+    }
+
+    /// Change the camera's exposure, gain, region or binning (the genicam source).
+    ///
+    /// While a camera runs, exposure and gain apply from the next frame and the outcome is
+    /// what the camera reports; region and binning change the frame size the pipeline was
+    /// built for, so they are refused until the acquisition stops. While idle, everything is
+    /// kept for the next start. Every change is kept for later acquisitions as well. An
+    /// empty `changes` reads the settings back.
+    pub fn set_camera_settings(
+        &self,
+        changes: CameraSettings,
+    ) -> Result<CameraSettingsOutcome, DaemonError> {
+        let Some(configured) = &self.config.source.genicam else {
+            return Err(DaemonError::FailedPrecondition(
+                "camera settings apply to the genicam source, and this configuration has no \
+                 [source.genicam] section"
+                    .into(),
+            ));
+        };
+        if let Some((key, problem)) = changes.problems().into_iter().next() {
+            return Err(DaemonError::InvalidArgument(format!("{key}: {problem}")));
+        }
+        let running = match &*self.state() {
+            State::Idle(_) => None,
+            State::Running(run) => Some(run.camera.clone().ok_or_else(|| {
+                DaemonError::FailedPrecondition(format!(
+                    "the running source ({}) has no camera settings; they apply to the \
+                     genicam source",
+                    run.view.kind.name()
+                ))
+            })?),
+        };
+        let Some(camera) = running else {
+            let mut kept = self
+                .camera_settings
+                .lock()
+                .unwrap_or_else(|e| e.into_inner());
+            let next = configured.clone().with_settings(kept.merged(changes));
+            if let Some((key, problem)) = next.problems().into_iter().next() {
+                return Err(DaemonError::InvalidArgument(format!("{key}: {problem}")));
+            }
+            *kept = kept.merged(changes);
+            return Ok(CameraSettingsOutcome {
+                settings: next.settings(),
+                applied: false,
+            });
+        };
+        if changes.changes_frame_size() {
+            return Err(DaemonError::FailedPrecondition(
+                "roi and binning change the frame size the running pipeline is built for: \
+                 stop the acquisition, change them, then start again"
+                    .into(),
+            ));
+        }
+        // The state lock is not held while the camera thread works on it.
+        let now = camera
+            .apply(changes, CAMERA_SETTINGS_TIMEOUT)
+            .map_err(|e| match e {
+                CameraControlError::Rejected(_) => DaemonError::InvalidArgument(e.to_string()),
+                CameraControlError::Stopped => DaemonError::FailedPrecondition(e.to_string()),
+                CameraControlError::Timeout(_) => DaemonError::Unavailable(e.to_string()),
+            })?;
+        let mut kept = self
+            .camera_settings
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        *kept = kept.merged(changes);
+        Ok(CameraSettingsOutcome {
+            settings: now,
+            applied: true,
+        })
     }
 
     /// A handle for pushing frames into the running push source.

@@ -4,7 +4,10 @@
 mod common;
 
 use common::{SMALL, TestServer, stage, start, status, wait_for};
-use scopepilot::proto::{AcquisitionState, SetFrameIntervalRequest, StopRequest};
+use scopepilot::proto::{
+    AcquisitionState, CameraSettings, Region, SetCameraSettingsRequest, SetFrameIntervalRequest,
+    StopRequest,
+};
 use tonic::Code;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -125,6 +128,111 @@ async fn frame_interval_changes_while_running_and_rejects_bad_values() {
         .await
         .unwrap_err();
     assert_eq!(e.code(), Code::FailedPrecondition);
+    server.stop().await;
+}
+
+fn camera(settings: CameraSettings) -> SetCameraSettingsRequest {
+    SetCameraSettingsRequest {
+        settings: Some(settings),
+    }
+}
+
+/// Without a camera at hand (tests/genicam.rs runs a real one): what the API checks itself.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn camera_settings_are_kept_for_the_next_start_and_refused_without_a_camera() {
+    let server = TestServer::start(SMALL).await;
+    let mut c = server.acquisition().await;
+    let e = c
+        .set_camera_settings(camera(CameraSettings::default()))
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Code::FailedPrecondition);
+    assert!(e.message().contains("[source.genicam]"), "{}", e.message());
+    server.stop().await;
+
+    // A configuration that names a camera but starts the simulator by default.
+    let config = format!(
+        "{SMALL}\n[source.genicam]\naddress = \"127.0.0.1\"\nexposure_us = 10000\ngain = 1\n"
+    );
+    let server = TestServer::start(&config).await;
+    let mut c = server.acquisition().await;
+    let idle = c
+        .set_camera_settings(camera(CameraSettings {
+            exposure_us: Some(25_000.0),
+            roi: Some(Region {
+                x: 8,
+                y: 0,
+                width: 64,
+                height: 32,
+            }),
+            ..Default::default()
+        }))
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(!idle.applied, "nothing runs: kept for the next start");
+    let s = idle.settings.unwrap();
+    assert_eq!(s.exposure_us, Some(25_000.0));
+    assert_eq!(s.gain, Some(1.0), "the configured gain stays");
+    assert_eq!(s.roi.map(|r| (r.x, r.width, r.height)), Some((8, 64, 32)));
+    assert_eq!(s.binning, None);
+    // An empty request reads back what is kept.
+    let back = c
+        .set_camera_settings(camera(CameraSettings::default()))
+        .await
+        .unwrap()
+        .into_inner()
+        .settings
+        .unwrap();
+    assert_eq!(back, s);
+
+    for (bad, key) in [
+        (
+            CameraSettings {
+                exposure_us: Some(-5.0),
+                ..Default::default()
+            },
+            "exposure_us",
+        ),
+        (
+            CameraSettings {
+                gain: Some(f64::INFINITY),
+                ..Default::default()
+            },
+            "gain",
+        ),
+        (
+            CameraSettings {
+                binning: Some(0),
+                ..Default::default()
+            },
+            "binning",
+        ),
+        (
+            CameraSettings {
+                roi: Some(Region::default()),
+                ..Default::default()
+            },
+            "roi",
+        ),
+    ] {
+        let e = c.set_camera_settings(camera(bad)).await.unwrap_err();
+        assert_eq!(e.code(), Code::InvalidArgument, "{key}: {e:?}");
+        assert!(e.message().starts_with(key), "{key}: {}", e.message());
+    }
+
+    // The simulator runs: it has no camera settings.
+    c.start(start("simulated")).await.unwrap();
+    let e = c
+        .set_camera_settings(camera(CameraSettings {
+            gain: Some(2.0),
+            ..Default::default()
+        }))
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Code::FailedPrecondition);
+    assert!(e.message().contains("simulated"), "{}", e.message());
+    c.stop(StopRequest {}).await.unwrap();
     server.stop().await;
 }
 

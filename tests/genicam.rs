@@ -18,9 +18,11 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use scopepilot::config::Config;
-use scopepilot::daemon::Daemon;
+use scopepilot::daemon::{Daemon, DaemonError};
 use scopepilot::frame::{Frame, FramePool, Pixels};
 use scopepilot::ring::{OverflowPolicy, ingest_ring};
+use scopepilot::sink::subscribers::Subscription;
+use scopepilot::source::camera_control::CameraSettings;
 use scopepilot::source::genicam::{GenicamConfig, GenicamPixelFormat, GenicamSource};
 use scopepilot::source::runner::SourceThread;
 use scopepilot::source::{Capture, FrameInterval, FrameSource};
@@ -56,8 +58,12 @@ struct ExternalFake {
 
 impl ExternalFake {
     fn start(loss_per_thousand: Option<u32>) -> Self {
+        Self::with_serial(loss_per_thousand, "GV01")
+    }
+
+    fn with_serial(loss_per_thousand: Option<u32>, serial: &str) -> Self {
         let mut cmd = Command::new("arv-fake-gv-camera-0.8");
-        cmd.args(["-i", "127.0.0.1"]);
+        cmd.args(["-i", "127.0.0.1", "-s", serial]);
         if let Some(r) = loss_per_thousand {
             cmd.args(["-r", &r.to_string()]);
         }
@@ -124,21 +130,35 @@ fn capture_frames(
 /// The id `k` such that every pixel is the fake camera's Mono16 diagonal ramp
 /// `((x + y + k) * 256) % 65535` (gain 0, exposure 10 ms: scale 1).
 fn ramp_id(frame: &Frame) -> u64 {
+    scaled_ramp_id(frame, 1)
+}
+
+/// The id `k` such that every pixel is the fake camera's Mono16 diagonal ramp times `scale`,
+/// `min(scale * (((x + y + k) * 256) % 65535), 65535)`; `scale` is
+/// `1 + gain + log10(exposure_us / 10000)`.
+fn scaled_ramp_id(frame: &Frame, scale: u64) -> u64 {
     let Pixels::U16(px) = frame.pixels() else {
         panic!("expected 16-bit pixels")
     };
     let w = frame.width() as u64;
-    // 256 is invertible modulo 65535: recover k from pixel (0, 0).
+    let value = |x: u64, y: u64, k: u64| (scale * (((x + y + k) * 256) % 65535)).min(65535);
+    // The first row (at least 256 pixels: one whole period of the ramp) fixes k.
+    let row = w.min(256);
     let k = (0..65535u64)
-        .find(|k| (k * 256) % 65535 == px[0] as u64)
-        .expect("pixel (0,0) is on the ramp");
+        .find(|&k| (0..row).all(|x| px[x as usize] as u64 == value(x, 0, k)))
+        .unwrap_or_else(|| {
+            panic!(
+                "frame {}: first row {:?}... is not the ramp times {scale}",
+                frame.meta().frame_number,
+                &px[..8]
+            )
+        });
     for (i, &p) in px.iter().enumerate() {
         let (x, y) = (i as u64 % w, i as u64 / w);
-        let want = ((x + y + k) * 256) % 65535;
         assert_eq!(
             p as u64,
-            want,
-            "pixel ({x}, {y}) of frame {}",
+            value(x, y, k),
+            "pixel ({x}, {y}) of frame {} (scale {scale})",
             frame.meta().frame_number
         );
     }
@@ -350,11 +370,7 @@ kind = "passthrough"
 "#;
     let daemon = Daemon::new(Config::from_toml(toml).unwrap()).unwrap();
     let sub = daemon.subscribe("raw", 64).unwrap();
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while let Err(e) = daemon.start(None) {
-        assert!(Instant::now() < deadline, "start: {e}");
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    start_when_the_camera_answers(&daemon);
     let mut frames = Vec::new();
     while frames.len() < 20 {
         frames.push(
@@ -393,4 +409,168 @@ kind = "passthrough"
     let text = p.finish();
     assert!(text.contains("scopepilot_frames_missing_total 0"), "{text}");
     assert!(text.contains("scopepilot_frames_incomplete_total 0"));
+}
+
+#[test]
+fn cameras_open_by_serial_number_and_by_name() {
+    let _turn = camera_turn();
+    // Discovery broadcasts, which is why only this namespace (loopback only) may run it.
+    let _fake = ExternalFake::with_serial(None, "SPTEST7");
+    let by_serial = GenicamConfig {
+        address: None,
+        serial: Some("SPTEST7".into()),
+        ..config(256, 64, 50.0)
+    };
+    let mut src = open(&by_serial, FrameInterval::from_rate_hz(50.0));
+    let mut pool = FramePool::new(src.spec(), 8, 8);
+    let frames = capture_frames(&mut src, &mut pool, 3, Duration::from_secs(10));
+    assert_eq!(frames.len(), 3);
+    ramp_id(&frames[2]);
+    drop(frames);
+    drop(src);
+
+    let by_name = GenicamConfig {
+        address: None,
+        name: Some("Aravis-Fake-SPTEST7".into()),
+        ..config(256, 64, 50.0)
+    };
+    let mut src = open(&by_name, FrameInterval::from_rate_hz(50.0));
+    assert_eq!(src.spec().to_string(), "256x64 u16");
+    let frames = capture_frames(&mut src, &mut pool, 3, Duration::from_secs(10));
+    assert_eq!(frames.len(), 3);
+    drop(frames);
+    drop(src);
+
+    let nobody = GenicamConfig {
+        address: None,
+        serial: Some("NOSUCHCAM".into()),
+        ..config(256, 64, 50.0)
+    };
+    let e = GenicamSource::open(&nobody, FrameInterval::from_rate_hz(50.0)).unwrap_err();
+    assert!(e.to_string().contains("\"NOSUCHCAM\""), "{e}");
+}
+
+/// Frames from `sub` once the camera has had time to expose with new settings (frames
+/// already exposed wait in Aravis's buffers).
+fn frames_after_change(sub: &Subscription, n: usize) -> Vec<Frame> {
+    std::thread::sleep(Duration::from_millis(300));
+    while sub.recv_timeout(Duration::from_millis(1)).is_ok() {}
+    (0..n)
+        .map(|_| {
+            sub.recv_timeout(Duration::from_secs(5))
+                .expect("frames flow")
+        })
+        .collect()
+}
+
+#[test]
+fn exposure_and_gain_change_while_running_and_roi_waits_for_the_next_start() {
+    let _turn = camera_turn();
+    let _fake = ExternalFake::start(None);
+    let toml = r#"
+[api]
+listen = "127.0.0.1:0"
+[acquisition]
+ring_capacity = 16
+[source]
+kind = "genicam"
+[source.genicam]
+address = "127.0.0.1"
+exposure_us = 10000
+gain = 0
+frame_rate_hz = 50
+roi = [0, 0, 256, 64]
+buffers = 8
+[[stages]]
+name = "copy"
+kind = "passthrough"
+"#;
+    let daemon = Daemon::new(Config::from_toml(toml).unwrap()).unwrap();
+    let sub = daemon.subscribe("raw", 64).unwrap();
+    start_when_the_camera_answers(&daemon);
+    let before = frames_after_change(&sub, 3);
+    scaled_ramp_id(&before[2], 1);
+    assert_eq!(before[2].meta().exposure_us, 10_000);
+
+    // 10 ms -> 100 ms exposure: the fake camera's scale goes 1 -> 2.
+    let outcome = daemon
+        .set_camera_settings(CameraSettings {
+            exposure_us: Some(100_000.0),
+            ..Default::default()
+        })
+        .unwrap();
+    assert!(outcome.applied);
+    assert_eq!(outcome.settings.exposure_us, Some(100_000.0));
+    assert_eq!(outcome.settings.gain, Some(0.0));
+    assert_eq!(outcome.settings.roi, Some([0, 0, 256, 64]));
+    let brighter = frames_after_change(&sub, 3);
+    for f in &brighter {
+        scaled_ramp_id(f, 2);
+        assert_eq!(f.meta().exposure_us, 100_000);
+    }
+
+    // And gain 1 on top: scale 3.
+    let outcome = daemon
+        .set_camera_settings(CameraSettings {
+            gain: Some(1.0),
+            ..Default::default()
+        })
+        .unwrap();
+    assert_eq!(outcome.settings.gain, Some(1.0));
+    for f in &frames_after_change(&sub, 3) {
+        scaled_ramp_id(f, 3);
+    }
+
+    // The region changes the frame size: refused while running, kept when idle.
+    let region = CameraSettings {
+        roi: Some([0, 0, 128, 32]),
+        binning: Some(2),
+        ..Default::default()
+    };
+    let e = daemon.set_camera_settings(region).unwrap_err();
+    assert!(
+        matches!(e, DaemonError::FailedPrecondition(ref m) if m.contains("frame size")),
+        "{e}"
+    );
+    // A value the camera cannot take is its error, and the camera keeps running.
+    let e = daemon
+        .set_camera_settings(CameraSettings {
+            exposure_us: Some(3.0e9),
+            ..Default::default()
+        })
+        .unwrap_err();
+    assert!(matches!(e, DaemonError::InvalidArgument(_)), "{e}");
+    daemon.stop().unwrap();
+
+    let idle = daemon.set_camera_settings(region).unwrap();
+    assert!(!idle.applied);
+    start_when_the_camera_answers(&daemon);
+    let now = daemon
+        .set_camera_settings(CameraSettings::default())
+        .unwrap();
+    assert!(
+        now.applied,
+        "an empty request reads the running camera back"
+    );
+    assert_eq!(now.settings.roi, Some([0, 0, 128, 32]));
+    assert_eq!(now.settings.binning, Some(2));
+    assert_eq!(
+        now.settings.exposure_us,
+        Some(100_000.0),
+        "earlier changes are kept"
+    );
+    let small = frames_after_change(&sub, 2);
+    assert_eq!((small[1].width(), small[1].height()), (128, 32));
+    let status = daemon.stop().unwrap();
+    assert_eq!(status.spec.unwrap().to_string(), "128x32 u16");
+    assert_eq!((status.frames_missing, status.frames_incomplete), (0, 0));
+}
+
+/// Start the daemon, retrying while the fake camera comes up.
+fn start_when_the_camera_answers(daemon: &Daemon) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while let Err(e) = daemon.start(None) {
+        assert!(Instant::now() < deadline, "start: {e}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
 }

@@ -1,11 +1,11 @@
-//! `scopepilot.v1.Acquisition`: Start, Stop, GetStatus, SetFrameInterval.
+//! `scopepilot.v1.Acquisition`: Start, Stop, GetStatus, SetFrameInterval, SetCameraSettings.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use tonic::{Request, Response, Status};
 
-use super::convert::status_to_proto;
+use super::convert::{camera_settings_from_proto, camera_settings_to_proto, status_to_proto};
 use crate::daemon::Daemon;
 use crate::proto::{self, acquisition_server::Acquisition};
 
@@ -79,6 +79,21 @@ impl Acquisition for AcquisitionApi {
         self.daemon.set_frame_interval(Duration::from_micros(us))?;
         Ok(Response::new(proto::SetFrameIntervalResponse {
             interval_us: us,
+        }))
+    }
+
+    async fn set_camera_settings(
+        &self,
+        request: Request<proto::SetCameraSettingsRequest>,
+    ) -> Result<Response<proto::SetCameraSettingsResponse>, Status> {
+        let changes = camera_settings_from_proto(request.into_inner().settings.unwrap_or_default());
+        // Waits for the camera thread (between two frames).
+        let outcome = self
+            .blocking(move |d| d.set_camera_settings(changes))
+            .await?;
+        Ok(Response::new(proto::SetCameraSettingsResponse {
+            settings: Some(camera_settings_to_proto(&outcome.settings)),
+            applied: outcome.applied,
         }))
     }
 }

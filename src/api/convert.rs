@@ -10,6 +10,7 @@ use crate::frame::PixelType;
 use crate::inference::ModelSummary;
 use crate::proto;
 use crate::rules::{Action, ActionPhase};
+use crate::source::camera_control::CameraSettings;
 
 impl From<DaemonError> for Status {
     fn from(e: DaemonError) -> Self {
@@ -24,7 +25,33 @@ impl From<DaemonError> for Status {
             | DaemonError::NotRunning
             | DaemonError::FailedPrecondition(_)
             | DaemonError::Source(_) => Status::failed_precondition(msg),
+            DaemonError::Unavailable(_) => Status::unavailable(msg),
         }
+    }
+}
+
+/// Camera settings of a request (unset fields stay unset).
+pub fn camera_settings_from_proto(p: proto::CameraSettings) -> CameraSettings {
+    CameraSettings {
+        exposure_us: p.exposure_us,
+        gain: p.gain,
+        roi: p.roi.map(|r| [r.x, r.y, r.width, r.height]),
+        binning: p.binning,
+    }
+}
+
+/// Protobuf camera settings (unknown fields unset).
+pub fn camera_settings_to_proto(s: &CameraSettings) -> proto::CameraSettings {
+    proto::CameraSettings {
+        exposure_us: s.exposure_us,
+        gain: s.gain,
+        roi: s.roi.map(|[x, y, width, height]| proto::Region {
+            x,
+            y,
+            width,
+            height,
+        }),
+        binning: s.binning,
     }
 }
 

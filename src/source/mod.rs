@@ -6,6 +6,7 @@
 //! USB3 Vision cameras through Aravis, cargo feature `genicam`). Pull sources run on a dedicated
 //! camera thread ([`runner`]) that hands their frames to the ingest ring.
 
+pub mod camera_control;
 pub mod genicam;
 pub mod pacer;
 pub mod push;
@@ -75,6 +76,12 @@ pub trait FrameSource: Send {
     /// and incomplete buffers), as running totals; zero for sources that cannot lose any.
     fn losses(&self) -> SourceLosses {
         SourceLosses::default()
+    }
+
+    /// A handle to change exposure, gain, region or binning while acquiring; `None` for
+    /// sources without camera settings.
+    fn camera_control(&self) -> Option<camera_control::CameraControl> {
+        None
     }
 }
 

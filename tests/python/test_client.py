@@ -83,3 +83,23 @@ def test_push_request_refuses_what_the_daemon_could_not_read():
         push_request(np.zeros((2, 3), np.int64), 0)
     r = push_request(np.array([[1, 258]], np.uint16), 5)
     assert (r.width, r.height, r.frame_number, r.data) == (2, 1, 5, b"\x01\x00\x02\x01")
+
+
+def test_camera_settings_are_typed_and_kept_for_the_next_start(start_daemon):
+    # A camera is configured but not started (tests/genicam.rs drives a real one).
+    config = CONFIG.replace("autostart = true", "autostart = false")
+    d = start_daemon(config + '[source.genicam]\naddress = "127.0.0.1"\ngain = 1.5\n')
+    with Scopepilot(d.address) as sp:
+        s = sp.set_camera_settings(exposure_us=20_000, roi=(0, 8, 64, 32))
+        assert not s.applied
+        assert (s.exposure_us, s.gain, s.roi, s.binning) == (20_000.0, 1.5, (0, 8, 64, 32), None)
+        assert sp.set_camera_settings() == s
+        with pytest.raises(grpc.RpcError) as e:
+            sp.set_camera_settings(binning=32)
+        assert e.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        assert e.value.details().startswith("binning")
+        sp.start("push")  # not a camera
+        with pytest.raises(grpc.RpcError) as e:
+            sp.set_camera_settings(gain=2)
+        assert e.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+        assert "push" in e.value.details()

@@ -13,6 +13,7 @@ bridge (`scopepilot_client.micromanager`, needs pymmcore-plus).
 
 from .client import (
     Action,
+    CameraSettings,
     Event,
     FramePusher,
     PushSummary,
@@ -24,6 +25,7 @@ from .client import (
 
 __all__ = [
     "Action",
+    "CameraSettings",
     "Event",
     "FramePusher",
     "PushSummary",

@@ -79,6 +79,25 @@ class Action:
 
 
 @dataclass(frozen=True)
+class CameraSettings:
+    """A camera's exposure, gain, region and binning (None: unknown)."""
+
+    exposure_us: float | None
+    gain: float | None
+    roi: tuple[int, int, int, int] | None
+    binning: int | None
+    applied: bool  # True: the running camera took them now; False: kept for the next start
+
+    @classmethod
+    def from_proto(cls, s, applied: bool) -> "CameraSettings":
+        def opt(name):
+            return getattr(s, name) if s.HasField(name) else None
+
+        roi = (s.roi.x, s.roi.y, s.roi.width, s.roi.height) if s.HasField("roi") else None
+        return cls(opt("exposure_us"), opt("gain"), roi, opt("binning"), applied)
+
+
+@dataclass(frozen=True)
 class ReceivedFrame:
     """A frame from a stream."""
 
@@ -227,6 +246,29 @@ class Scopepilot:
     def stop(self):
         """Stop acquiring; returns the final `StopResponse`."""
         return self.acquisition.Stop(acq_pb2.StopRequest(), timeout=self.timeout)
+
+    def set_frame_interval(self, interval_ms: float) -> None:
+        """Change the frame interval of the daemon's own source (and of later acquisitions)."""
+        self.acquisition.SetFrameInterval(
+            acq_pb2.SetFrameIntervalRequest(interval_us=round(interval_ms * 1000)),
+            timeout=self.timeout)
+
+    def set_camera_settings(self, exposure_us: float | None = None, gain: float | None = None,
+                            roi: tuple[int, int, int, int] | None = None,
+                            binning: int | None = None) -> CameraSettings:
+        """Change the GenICam camera's settings (None: leave as is; no argument: read back).
+
+        While the camera runs, exposure and gain apply from the next frame and the result is
+        what the camera reports (`applied` True); roi and binning change the frame size and
+        are refused until `stop()`. While idle, everything is kept for the next `start()`.
+        """
+        req = acq_pb2.CameraSettings(exposure_us=exposure_us, gain=gain, binning=binning)
+        if roi is not None:
+            x, y, w, h = roi
+            req.roi.CopyFrom(acq_pb2.Region(x=x, y=y, width=w, height=h))
+        r = self.acquisition.SetCameraSettings(
+            acq_pb2.SetCameraSettingsRequest(settings=req), timeout=self.timeout)
+        return CameraSettings.from_proto(r.settings, r.applied)
 
     # --- frames --------------------------------------------------------------------------
 

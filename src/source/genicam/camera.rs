@@ -13,6 +13,9 @@ use aravis::{
 
 use super::{FrameIdUnwrapper, GenicamConfig, GenicamPixelFormat};
 use crate::frame::{FramePool, FrameSpec, PixelType, Pixels};
+use crate::source::camera_control::{
+    CameraControl, CameraControlServer, CameraSettings, camera_control,
+};
 use crate::source::{Capture, FrameInterval, FrameSource, SourceError, SourceLosses};
 
 /// How long one [`FrameSource::capture`] call waits for a buffer, so that a stop request is
@@ -57,8 +60,12 @@ pub struct GenicamSource {
     /// Incomplete buffers without a frame id (their ids are among the gaps).
     unplaced: u64,
     is_gv: bool,
+    /// Exposure stamped on frames: the camera's setting when the frame was copied (after
+    /// a change, frames already exposed and queued in Aravis buffers carry the new value).
     exposure_us: u32,
     bytes_per_row: usize,
+    control: CameraControl,
+    control_server: CameraControlServer,
 }
 
 // `Camera`, `Stream` and `Buffer` are `Send` in the aravis crate; the source is used by one
@@ -136,6 +143,36 @@ fn open_camera(
     Camera::new(name).map_err(|e| err(format!("cannot open the camera: {e}")))
 }
 
+/// Check `value` against the camera's declared `bounds` (when it declares them).
+fn within(
+    what: &str,
+    value: f64,
+    bounds: Result<(f64, f64), aravis::glib::Error>,
+) -> Result<(), String> {
+    match bounds {
+        Ok((lo, hi)) if lo <= hi && !(lo..=hi).contains(&value) => Err(format!(
+            "{what} {value} is outside the camera's range [{lo}, {hi}]"
+        )),
+        _ => Ok(()),
+    }
+}
+
+/// Set the exposure time (microseconds), within the camera's range.
+fn set_exposure(camera: &Camera, us: f64) -> Result<(), String> {
+    within("exposure_us", us, camera.exposure_time_bounds())?;
+    camera
+        .set_exposure_time(us)
+        .map_err(|e| format!("cannot set exposure_us {us}: {e}"))
+}
+
+/// Set the gain, within the camera's range.
+fn set_gain(camera: &Camera, gain: f64) -> Result<(), String> {
+    within("gain", gain, camera.gain_bounds())?;
+    camera
+        .set_gain(gain)
+        .map_err(|e| format!("cannot set gain {gain}: {e}"))
+}
+
 impl GenicamSource {
     /// Open and configure the camera in `config`, push its buffers and start acquiring.
     /// The frame rate follows `interval` from then on.
@@ -179,10 +216,10 @@ impl GenicamSource {
             )?;
         }
         if let Some(e) = config.exposure_us {
-            set(&format!("exposure_us {e}"), camera.set_exposure_time(e))?;
+            set_exposure(&camera, e).map_err(err)?;
         }
         if let Some(g) = config.gain {
-            set(&format!("gain {g}"), camera.set_gain(g))?;
+            set_gain(&camera, g).map_err(err)?;
         }
         let rate_bounds = camera.frame_rate_bounds().ok();
         let actual_format = camera
@@ -224,6 +261,7 @@ impl GenicamSource {
                 "payload of {payload} bytes is smaller than a {spec} frame"
             )));
         }
+        let (control, control_server) = camera_control();
         let stream = camera
             .create_stream()
             .map_err(|e| err(format!("cannot create the stream: {e}")))?;
@@ -244,6 +282,8 @@ impl GenicamSource {
             is_gv: false,
             exposure_us,
             bytes_per_row: spec.width as usize * pixel_type.bytes(),
+            control,
+            control_server,
         };
         source.is_gv = source.camera.is_gv_device();
         source.apply_interval();
@@ -297,6 +337,60 @@ impl GenicamSource {
                 error = %e,
                 "cannot set the camera frame rate"
             ),
+        }
+    }
+
+    /// Exposure, gain, region and binning as the camera reports them now.
+    pub fn readout(&self) -> CameraSettings {
+        let c = &self.camera;
+        CameraSettings {
+            exposure_us: c.exposure_time().ok(),
+            gain: c.gain().ok(),
+            roi: c
+                .region()
+                .ok()
+                .map(|(x, y, w, h)| [x, y, w, h].map(|v| v.max(0) as u32)),
+            binning: c.binning().ok().map(|(dx, _)| dx.max(0) as u32),
+        }
+    }
+
+    /// Apply exposure and gain now (between frames; region and binning change the frame
+    /// size and are refused) and report the camera's settings afterwards.
+    pub fn apply_settings(&mut self, s: &CameraSettings) -> Result<CameraSettings, String> {
+        if s.changes_frame_size() {
+            return Err(format!(
+                "roi and binning change the frame size ({} now) and apply from the next \
+                 acquisition: stop, change them, start",
+                self.spec
+            ));
+        }
+        if let Some((key, problem)) = s.problems().into_iter().next() {
+            return Err(format!("{key}: {problem}"));
+        }
+        if let Some(e) = s.exposure_us {
+            set_exposure(&self.camera, e)?;
+        }
+        if let Some(g) = s.gain {
+            set_gain(&self.camera, g)?;
+        }
+        let now = self.readout();
+        if let Some(e) = now.exposure_us {
+            self.exposure_us = e.round().clamp(0.0, u32::MAX as f64) as u32;
+        }
+        tracing::info!(
+            camera = %self.description,
+            exposure_us = ?now.exposure_us,
+            gain = ?now.gain,
+            "camera settings changed"
+        );
+        Ok(now)
+    }
+
+    /// Serve the pending settings requests of the API (camera thread, between frames).
+    fn serve_settings(&mut self) {
+        while let Some(request) = self.control_server.try_next() {
+            let outcome = self.apply_settings(&request.settings);
+            request.answer(outcome);
         }
     }
 
@@ -421,6 +515,7 @@ impl FrameSource for GenicamSource {
 
     fn capture(&mut self, pool: &mut FramePool) -> Result<Capture, SourceError> {
         self.apply_interval();
+        self.serve_settings();
         let Some(buffer) = self
             .stream
             .timeout_pop_buffer(POP_TIMEOUT.as_micros() as u64)
@@ -434,6 +529,10 @@ impl FrameSource for GenicamSource {
         }
         self.stream.push_buffer(buffer);
         result
+    }
+
+    fn camera_control(&self) -> Option<CameraControl> {
+        Some(self.control.clone())
     }
 
     fn losses(&self) -> SourceLosses {

@@ -24,6 +24,8 @@ use std::net::Ipv4Addr;
 
 use serde::Deserialize;
 
+use super::camera_control::CameraSettings;
+
 /// True when this build can open GenICam cameras (the `genicam` cargo feature).
 pub const AVAILABLE: bool = cfg!(feature = "genicam");
 
@@ -121,6 +123,27 @@ impl GenicamConfig {
         }
     }
 
+    /// Exposure, gain, region and binning as configured.
+    pub fn settings(&self) -> CameraSettings {
+        CameraSettings {
+            exposure_us: self.exposure_us,
+            gain: self.gain,
+            roi: self.roi,
+            binning: self.binning,
+        }
+    }
+
+    /// These settings with exposure, gain, region and binning replaced where `changes` sets
+    /// them (run-time changes kept for the next acquisition).
+    pub fn with_settings(mut self, changes: CameraSettings) -> Self {
+        let s = self.settings().merged(changes);
+        self.exposure_us = s.exposure_us;
+        self.gain = s.gain;
+        self.roi = s.roi;
+        self.binning = s.binning;
+        self
+    }
+
     /// The camera's IPv4 address, when it is opened by address.
     pub fn ipv4(&self) -> Option<Ipv4Addr> {
         self.address.as_deref().and_then(|a| a.trim().parse().ok())
@@ -161,43 +184,13 @@ impl GenicamConfig {
         if self.name.as_deref().is_some_and(|s| s.trim().is_empty()) {
             out.push(("name", "must not be empty".to_string()));
         }
-        if let Some(e) = self.exposure_us
-            && !(e > 0.0 && e <= 3.6e9)
-        {
-            out.push((
-                "exposure_us",
-                format!("must be in (0, 3.6e9] microseconds, got {e}"),
-            ));
-        }
-        if let Some(g) = self.gain
-            && !(g.is_finite() && g >= 0.0)
-        {
-            out.push(("gain", format!("must be a finite number >= 0, got {g}")));
-        }
         if !(self.frame_rate_hz > 0.0 && self.frame_rate_hz <= 10_000.0) {
             out.push((
                 "frame_rate_hz",
                 format!("must be in (0, 10000], got {}", self.frame_rate_hz),
             ));
         }
-        if let Some([x, y, w, h]) = self.roi {
-            if w == 0 || h == 0 {
-                out.push((
-                    "roi",
-                    format!("width and height must be at least 1, got [{x}, {y}, {w}, {h}]"),
-                ));
-            } else if (x as u64 + w as u64) > 65_536 || (y as u64 + h as u64) > 65_536 {
-                out.push((
-                    "roi",
-                    format!("[{x}, {y}, {w}, {h}] reaches past 65536 pixels"),
-                ));
-            }
-        }
-        if let Some(b) = self.binning
-            && !(1..=16).contains(&b)
-        {
-            out.push(("binning", format!("must be 1..=16, got {b}")));
-        }
+        out.extend(self.settings().problems());
         if !(8..=16).contains(&self.buffers) {
             out.push(("buffers", format!("must be 8..=16, got {}", self.buffers)));
         }
