@@ -349,28 +349,7 @@ fn a_slow_consumer_loses_frames_in_the_ring_never_at_the_camera() {
 fn the_daemon_runs_a_genicam_source_and_reports_it() {
     let _turn = camera_turn();
     let _fake = ExternalFake::start(None);
-    let toml = r#"
-[api]
-listen = "127.0.0.1:0"
-[acquisition]
-ring_capacity = 16
-[source]
-kind = "genicam"
-[source.genicam]
-address = "127.0.0.1"
-pixel_format = "mono16"
-exposure_us = 10000
-gain = 0
-frame_rate_hz = 50
-roi = [0, 0, 320, 240]
-buffers = 8
-[[stages]]
-name = "copy"
-kind = "passthrough"
-"#;
-    let daemon = Daemon::new(Config::from_toml(toml).unwrap()).unwrap();
-    let sub = daemon.subscribe("raw", 64).unwrap();
-    start_when_the_camera_answers(&daemon);
+    let (daemon, sub) = running_daemon([0, 0, 320, 240]);
     let mut frames = Vec::new();
     while frames.len() < 20 {
         frames.push(
@@ -467,27 +446,7 @@ fn frames_after_change(sub: &Subscription, n: usize) -> Vec<Frame> {
 fn exposure_and_gain_change_while_running_and_roi_waits_for_the_next_start() {
     let _turn = camera_turn();
     let _fake = ExternalFake::start(None);
-    let toml = r#"
-[api]
-listen = "127.0.0.1:0"
-[acquisition]
-ring_capacity = 16
-[source]
-kind = "genicam"
-[source.genicam]
-address = "127.0.0.1"
-exposure_us = 10000
-gain = 0
-frame_rate_hz = 50
-roi = [0, 0, 256, 64]
-buffers = 8
-[[stages]]
-name = "copy"
-kind = "passthrough"
-"#;
-    let daemon = Daemon::new(Config::from_toml(toml).unwrap()).unwrap();
-    let sub = daemon.subscribe("raw", 64).unwrap();
-    start_when_the_camera_answers(&daemon);
+    let (daemon, sub) = running_daemon([0, 0, 256, 64]);
     let before = frames_after_change(&sub, 3);
     scaled_ramp_id(&before[2], 1);
     assert_eq!(before[2].meta().exposure_us, 10_000);
@@ -564,6 +523,37 @@ kind = "passthrough"
     let status = daemon.stop().unwrap();
     assert_eq!(status.spec.unwrap().to_string(), "128x32 u16");
     assert_eq!((status.frames_missing, status.frames_incomplete), (0, 0));
+}
+
+/// A daemon streaming the fake camera's `roi` (Mono16, 10 ms, gain 0, 50 fps) through a
+/// passthrough stage, and a subscription to its raw frames.
+fn running_daemon(roi: [u32; 4]) -> (Arc<Daemon>, Subscription) {
+    let [x, y, w, h] = roi;
+    let toml = format!(
+        r#"
+[api]
+listen = "127.0.0.1:0"
+[acquisition]
+ring_capacity = 16
+[source]
+kind = "genicam"
+[source.genicam]
+address = "127.0.0.1"
+pixel_format = "mono16"
+exposure_us = 10000
+gain = 0
+frame_rate_hz = 50
+roi = [{x}, {y}, {w}, {h}]
+buffers = 8
+[[stages]]
+name = "copy"
+kind = "passthrough"
+"#
+    );
+    let daemon = Daemon::new(Config::from_toml(&toml).unwrap()).unwrap();
+    let sub = daemon.subscribe("raw", 64).unwrap();
+    start_when_the_camera_answers(&daemon);
+    (daemon, sub)
 }
 
 /// Start the daemon, retrying while the fake camera comes up.

@@ -19,6 +19,7 @@ from scopepilot.v1 import acquisition_pb2 as acq_pb2
 from scopepilot.v1 import acquisition_pb2_grpc as acq_grpc
 from scopepilot.v1 import frames_pb2
 from scopepilot.v1 import frames_pb2_grpc
+from polling import wait_for  # noqa: E402
 
 WIDTH, HEIGHT, RATE_HZ, EXPOSURE_US = 128, 128, 50.0, 5000
 DEFAULT_INTERVAL_US = int(1e6 / RATE_HZ)
@@ -125,18 +126,6 @@ def rpc_error(fn, *args, **kwargs) -> grpc.RpcError:
     with pytest.raises(grpc.RpcError) as info:
         fn(*args, **kwargs)
     return info.value
-
-
-def wait_for(predicate, timeout_s: float = 5.0, interval_s: float = 0.02, what: str = ""):
-    """Poll predicate() until it returns a truthy value; return that value."""
-    deadline = time.monotonic() + timeout_s
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout_s} s waiting for {what or predicate}")
-        time.sleep(interval_s)
 
 
 def stage(status: acq_pb2.GetStatusResponse, name: str) -> acq_pb2.StageStatus:

@@ -27,6 +27,7 @@ from scopepilot.v1 import (
     recording_pb2,
     recording_pb2_grpc,
 )
+from polling import wait_for  # noqa: E402
 
 CONFIG = """
 [api]
@@ -61,17 +62,6 @@ _opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 def get(url: str) -> tuple[str, str]:
     with _opener.open(url, timeout=10) as r:
         return r.headers.get("Content-Type", ""), r.read().decode()
-
-
-def wait_for(predicate, what: str, timeout_s: float = 10.0, interval_s: float = 0.05):
-    deadline = time.monotonic() + timeout_s
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout_s} s waiting for {what}")
-        time.sleep(interval_s)
 
 
 @pytest.fixture(scope="module")

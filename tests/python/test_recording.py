@@ -21,6 +21,7 @@ from scopepilot.v1 import frames_pb2
 from scopepilot.v1 import frames_pb2_grpc
 from scopepilot.v1 import recording_pb2 as rec_pb2
 from scopepilot.v1 import recording_pb2_grpc as rec_grpc
+from polling import wait_for  # noqa: E402
 
 TIMEOUT_S = 10.0
 W, H = 40, 24
@@ -93,14 +94,6 @@ def push_request(number: int, pixels: np.ndarray) -> frames_pb2.PushFramesReques
         exposure_us=1000 + number,
         data=pixels.astype("<u2").tobytes(),
     )
-
-
-def wait_for(predicate, what: str, timeout_s: float = 10.0):
-    deadline = time.monotonic() + timeout_s
-    while not (value := predicate()):
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.02)
-    return value
 
 
 def stage(status, name):
