@@ -104,9 +104,15 @@ async fn run(events: u64, model: Option<&str>) -> (Split, Option<(f64, f64)>) {
     let addr = listener.local_addr().unwrap();
     let daemon = Daemon::new(config).unwrap_or_else(|e| panic!("{e}"));
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(scopepilot::api::serve(daemon.clone(), listener, async {
-        let _ = stop_rx.await;
-    }));
+    let access = std::sync::Arc::new(scopepilot::access::Access::default()); // no tokens
+    let server = tokio::spawn(scopepilot::api::serve(
+        daemon.clone(),
+        access,
+        listener,
+        async {
+            let _ = stop_rx.await;
+        },
+    ));
     let url = format!("http://{addr}");
     let channel = loop {
         if let Ok(c) = tonic::transport::Channel::from_shared(url.clone())

@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use tracing_subscriber::EnvFilter;
 
+use crate::access::Access;
 use crate::config::{Config, ConfigError};
 use crate::daemon::Daemon;
 
@@ -67,8 +68,13 @@ pub fn serve(config: Config) -> Result<(), AppError> {
 }
 
 async fn serve_async(config: Config) -> Result<(), AppError> {
+    let access = Arc::new(
+        Access::from_config(&config.security)
+            .map_err(|(key, problem)| ConfigError::Invalid { key, problem })?,
+    );
+    let open = !access.required();
     let addr = config.listen_addr()?;
-    if !addr.ip().is_loopback() {
+    if open && !addr.ip().is_loopback() {
         tracing::warn!(%addr, "the API listens on a non-loopback address: anyone who can reach it can control acquisition");
     }
     let listener = tokio::net::TcpListener::bind(addr)
@@ -79,7 +85,7 @@ async fn serve_async(config: Config) -> Result<(), AppError> {
         .map_err(|source| AppError::Bind { addr, source })?;
     let http = if config.http.enabled {
         let addr = config.http_addr()?;
-        if !addr.ip().is_loopback() {
+        if open && !addr.ip().is_loopback() {
             tracing::warn!(%addr, "the preview page and metrics listen on a non-loopback address: anyone who can reach it can watch the images");
         }
         let listener = tokio::net::TcpListener::bind(addr)
@@ -113,6 +119,7 @@ async fn serve_async(config: Config) -> Result<(), AppError> {
             let stopped = signalled(stop.clone());
             Some(tokio::spawn(crate::web::serve(
                 daemon.clone(),
+                access.clone(),
                 listener,
                 stopped,
             )))
@@ -128,7 +135,7 @@ async fn serve_async(config: Config) -> Result<(), AppError> {
         shutdown_signal().await;
         let _ = stop_tx.send(true);
     };
-    let server = crate::api::serve(daemon.clone(), listener, shutdown);
+    let server = crate::api::serve(daemon.clone(), access, listener, shutdown);
     let result = server
         .await
         .map_err(|e| AppError::Runtime(format!("gRPC server failed: {e}")));

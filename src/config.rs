@@ -260,6 +260,8 @@ pub struct Config {
     pub log: LogConfig,
     /// `[[rules]]`: event-triggered acquisition rules (editable at run time over gRPC).
     pub rules: Vec<crate::rules::RuleConfig>,
+    /// `[security]`: tokens and what may listen beyond loopback.
+    pub security: crate::access::SecurityConfig,
 }
 
 impl Config {
@@ -338,8 +340,18 @@ impl Config {
 
     /// Check every value; the first problem found is returned.
     pub fn validate(&self) -> Result<(), ConfigError> {
-        self.listen_addr()?;
-        self.http_addr()?;
+        let api = self.listen_addr()?;
+        let http = self.http_addr()?;
+        let mut remote = Vec::new();
+        if !api.ip().is_loopback() {
+            remote.push(("api.listen", api.to_string()));
+        }
+        if self.http.enabled && !http.ip().is_loopback() {
+            remote.push(("http.listen", http.to_string()));
+        }
+        if let Some((key, problem)) = self.security.problems(&remote).into_iter().next() {
+            return Err(invalid(format!("security.{key}"), problem));
+        }
         if !(64..=8192).contains(&self.http.preview_max_side) {
             return Err(invalid(
                 "http.preview_max_side",

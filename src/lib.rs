@@ -23,6 +23,7 @@
 
 #![warn(missing_docs)]
 
+pub mod access;
 pub mod api;
 pub mod app;
 pub mod clock;

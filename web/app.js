@@ -5,7 +5,8 @@
 //   * GET  /api/live     Server-Sent Events: hello, status (1/s), detection, action;
 //   * WS   /ws/preview   one WebSocket per image panel, latest-only frames with
 //                        credit flow control (one `ready` = one frame).
-// All URLs are relative, so the page also works behind a path prefix.
+// All URLs are relative, so the page also works behind a path prefix. When the daemon
+// requires tokens, open the page as `/?token=<read token>`: every request carries it on.
 'use strict';
 
 // ---------------------------------------------------------------------------
@@ -28,6 +29,14 @@ const DEFAULT_MARKER_PX = 32;      // marker size when an event has no bbox
 // ---------------------------------------------------------------------------
 
 const $ = (sel, root = document) => root.querySelector(sel);
+
+// The page's own URL token (if any), added to every request it makes.
+const TOKEN = new URLSearchParams(location.search).get('token');
+function withToken(path) {
+  const url = new URL(path, location.href);
+  if (TOKEN) url.searchParams.set('token', TOKEN);
+  return url.href;
+}
 
 /** Create an element: el('span', {class: 'x', title: 't'}, 'text', childNode, …). */
 function el(tag, attrs, ...children) {
@@ -134,7 +143,7 @@ function parseJson(text) {
 }
 
 function connectLive() {
-  const es = new EventSource('api/live');
+  const es = new EventSource(withToken('api/live'));
 
   es.onopen = () => setLive(true);
   es.onerror = () => {
@@ -176,7 +185,7 @@ function connectLive() {
 /** One snapshot at load time, so the page is not empty until the SSE hello. */
 async function fetchStatusOnce() {
   try {
-    const res = await fetch('api/status', { cache: 'no-store' });
+    const res = await fetch(withToken('api/status'), { cache: 'no-store' });
     if (res.ok) onStatus(await res.json());
   } catch (e) {
     $('#status-line').textContent = 'server unreachable';
@@ -481,7 +490,7 @@ for (let g = 0; g < 256; g++) {
 const utf8 = new TextDecoder('utf-8');
 
 function previewUrl() {
-  const url = new URL('ws/preview', location.href);
+  const url = new URL(withToken('ws/preview'));
   url.protocol = location.protocol === 'https:' ? 'wss:' : 'ws:';
   return url.href;
 }

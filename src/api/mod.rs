@@ -4,6 +4,7 @@
 //! `grpc.health.v1` health and server reflection, served by tonic over a TCP listener.
 
 mod acquisition;
+mod auth;
 mod convert;
 mod events;
 mod frames;
@@ -17,6 +18,7 @@ use std::sync::Arc;
 use tokio::net::TcpListener;
 use tokio_stream::wrappers::TcpListenerStream;
 
+use crate::access::Access;
 use crate::daemon::Daemon;
 use crate::proto::acquisition_server::AcquisitionServer;
 use crate::proto::events_server::EventsServer;
@@ -26,6 +28,7 @@ use crate::proto::recording_server::RecordingServer;
 use crate::proto::rules_server::RulesServer;
 
 pub use acquisition::AcquisitionApi;
+pub use auth::{AuthLayer, denied_status};
 pub use events::EventsApi;
 pub use frames::FramesApi;
 pub use models::ModelsApi;
@@ -52,10 +55,12 @@ fn incoming(
     })
 }
 
-/// Serve the API on `listener` until `shutdown` completes. Open streams (subscriptions,
-/// pushes) then end with `UNAVAILABLE`, so that shutdown never waits on a client.
+/// Serve the API on `listener` until `shutdown` completes, letting through the calls
+/// `access` allows. Open streams (subscriptions, pushes) then end with `UNAVAILABLE`, so that
+/// shutdown never waits on a client.
 pub async fn serve(
     daemon: Arc<Daemon>,
+    access: Arc<Access>,
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), tonic::transport::Error> {
@@ -89,6 +94,7 @@ pub async fn serve(
         .max_decoding_message_size(MAX_MESSAGE_BYTES)
         .max_encoding_message_size(MAX_MESSAGE_BYTES);
     let server = tonic::transport::Server::builder()
+        .layer(AuthLayer::new(access))
         .add_service(health_service)
         .add_service(reflection)
         .add_service(acquisition)

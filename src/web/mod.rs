@@ -20,6 +20,7 @@ use axum::routing::get;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
+use crate::access::{Access, Role, bearer};
 use crate::daemon::Daemon;
 use crate::metrics::{MetricType, PromText};
 
@@ -46,8 +47,9 @@ struct AppState {
     limits: PanelLimits,
 }
 
-/// The routes, for `daemon`; `closing` turning true ends every open stream.
-fn router(daemon: Arc<Daemon>, closing: watch::Receiver<bool>) -> Router {
+/// The routes, for `daemon`, each behind `access`; `closing` turning true ends every open
+/// stream.
+fn router(daemon: Arc<Daemon>, access: Arc<Access>, closing: watch::Receiver<bool>) -> Router {
     let state = AppState {
         taps: PreviewTaps::new(daemon.clone()),
         feed: LiveFeed::start(&daemon, closing.clone()),
@@ -60,6 +62,14 @@ fn router(daemon: Arc<Daemon>, closing: watch::Receiver<bool>) -> Router {
         daemon,
         closing,
     };
+    // The data needs a token; the page's own files hold none and load without one (a browser
+    // cannot add the token to `<script>` and `<link>` requests).
+    let data = Router::new()
+        .route("/api/status", get(status))
+        .route("/api/live", get(live))
+        .route("/ws/preview", get(preview_socket))
+        .route("/metrics", get(metrics))
+        .route_layer(axum::middleware::from_fn_with_state(access, authorize));
     Router::new()
         .route(
             "/",
@@ -73,11 +83,37 @@ fn router(daemon: Arc<Daemon>, closing: watch::Receiver<bool>) -> Router {
             "/style.css",
             get(|| async { asset("text/css; charset=utf-8", STYLE_CSS) }),
         )
-        .route("/api/status", get(status))
-        .route("/api/live", get(live))
-        .route("/ws/preview", get(preview_socket))
-        .route("/metrics", get(metrics))
+        .merge(data)
         .with_state(state)
+}
+
+/// Every endpoint here only reads: a `read` (or `control`) token is enough, from an
+/// `Authorization: Bearer` header (Prometheus, scripts) or a `token` query parameter (the
+/// page, which cannot set headers on EventSource and WebSocket requests).
+async fn authorize(
+    State(access): State<Arc<Access>>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let header = request
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(bearer);
+    let query = request.uri().query().and_then(|q| {
+        q.split('&')
+            .find_map(|pair| pair.strip_prefix("token="))
+            .filter(|t| !t.is_empty())
+    });
+    match access.check(header.or(query), Role::Read) {
+        Ok(()) => next.run(request).await,
+        Err(denied) => (
+            StatusCode::UNAUTHORIZED,
+            [(header::WWW_AUTHENTICATE, "Bearer")],
+            format!("{denied}, or open the page as /?token=<token>\n"),
+        )
+            .into_response(),
+    }
 }
 
 fn asset(content_type: &'static str, body: &'static str) -> Response {
@@ -158,12 +194,13 @@ async fn closed(closing: &mut watch::Receiver<bool>) {
 /// Serve the page and metrics on `listener` until `shutdown` completes.
 pub async fn serve(
     daemon: Arc<Daemon>,
+    access: Arc<Access>,
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let (closing_tx, closing) = watch::channel(false);
     let mut closed_rx = closing.clone();
-    let app = router(daemon, closing);
+    let app = router(daemon, access, closing);
     let shutdown = async move {
         shutdown.await;
         let _ = closing_tx.send(true);

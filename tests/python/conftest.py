@@ -176,3 +176,44 @@ def start_daemon():
             daemon.stop()
         for d in dirs:
             d.cleanup()
+
+
+# --- headless Chromium (scripts/setup-chromium.sh installs Debian's) --------------------------
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMEDRIVER = "/usr/bin/chromedriver"
+
+
+def chromium_available() -> bool:
+    return Path(CHROMIUM).exists() and Path(CHROMEDRIVER).exists()
+
+
+@pytest.fixture(scope="module")
+def browser():
+    if not chromium_available():
+        if os.environ.get("CI"):
+            pytest.fail(f"{CHROMIUM} and {CHROMEDRIVER} are required in CI (.ci/run installs them)")
+        pytest.skip("Debian chromium and chromium-driver are not installed")
+    os.environ["SE_OFFLINE"] = "true"  # Selenium Manager must never download anything
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = CHROMIUM
+    for arg in [
+        "--headless=new",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--no-proxy-server",
+        "--window-size=1500,1000",
+    ]:
+        options.add_argument(arg)
+    driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
+    try:
+        yield driver
+    finally:
+        driver.quit()

@@ -52,9 +52,6 @@ params = { sigma = 2.0 }
 root = "recordings"
 """
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMEDRIVER = "/usr/bin/chromedriver"
-
 # Never go through a proxy: everything here is on 127.0.0.1.
 _opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 
@@ -280,41 +277,6 @@ def test_a_stalled_page_costs_the_pipeline_nothing(daemon, acq):
 
 
 # --- the page in headless Chromium -----------------------------------------------------------
-
-
-def chromium_available() -> bool:
-    return Path(CHROMIUM).exists() and Path(CHROMEDRIVER).exists()
-
-
-@pytest.fixture(scope="module")
-def browser():
-    if not chromium_available():
-        if os.environ.get("CI"):
-            pytest.fail(f"{CHROMIUM} and {CHROMEDRIVER} are required in CI (.ci/run installs them)")
-        pytest.skip("Debian chromium and chromium-driver are not installed")
-    os.environ["SE_OFFLINE"] = "true"  # Selenium Manager must never download anything
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-
-    options = webdriver.ChromeOptions()
-    options.binary_location = CHROMIUM
-    for arg in [
-        "--headless=new",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--no-first-run",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--disable-sync",
-        "--no-proxy-server",
-        "--window-size=1500,1000",
-    ]:
-        options.add_argument(arg)
-    driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
-    try:
-        yield driver
-    finally:
-        driver.quit()
 
 
 def test_the_page_shows_live_images_stage_switches_and_event_markers(daemon, acq, browser):

@@ -37,6 +37,30 @@ _PIXEL_TYPES = {
 _DTYPES = {v: k for k, v in _PIXEL_TYPES.items()}
 
 
+class _Bearer(grpc.UnaryUnaryClientInterceptor, grpc.UnaryStreamClientInterceptor,
+              grpc.StreamUnaryClientInterceptor, grpc.StreamStreamClientInterceptor):
+    """Adds `authorization: Bearer <token>` to every call."""
+
+    def __init__(self, token: str):
+        self.header = ("authorization", f"Bearer {token}")
+
+    def _with_token(self, details):
+        metadata = list(details.metadata or []) + [self.header]
+        return details._replace(metadata=metadata)
+
+    def intercept_unary_unary(self, continuation, details, request):
+        return continuation(self._with_token(details), request)
+
+    def intercept_unary_stream(self, continuation, details, request):
+        return continuation(self._with_token(details), request)
+
+    def intercept_stream_unary(self, continuation, details, requests):
+        return continuation(self._with_token(details), requests)
+
+    def intercept_stream_stream(self, continuation, details, requests):
+        return continuation(self._with_token(details), requests)
+
+
 @dataclass(frozen=True)
 class Event:
     """Something a detector saw."""
@@ -214,18 +238,23 @@ class FramePusher:
 class Scopepilot:
     """A connection to one daemon."""
 
-    def __init__(self, address: str = "127.0.0.1:50051", timeout: float = 10.0):
+    def __init__(self, address: str = "127.0.0.1:50051", timeout: float = 10.0,
+                 token: str | None = None):
+        """Connect to `address`; `token` is sent with every call when the daemon has
+        `[security] tokens` (a `read` token may watch, a `control` token may also act)."""
         self.address = address
         self.timeout = timeout
-        self.channel = grpc.insecure_channel(address, options=CHANNEL_OPTIONS)
-        grpc.channel_ready_future(self.channel).result(timeout=timeout)
+        self._raw_channel = grpc.insecure_channel(address, options=CHANNEL_OPTIONS)
+        grpc.channel_ready_future(self._raw_channel).result(timeout=timeout)
+        self.channel = (grpc.intercept_channel(self._raw_channel, _Bearer(token))
+                        if token else self._raw_channel)
         self.acquisition = acq_grpc.AcquisitionStub(self.channel)
         self.frames_stub = frames_grpc.FramesStub(self.channel)
         self.events_stub = events_grpc.EventsStub(self.channel)
         self.rules_stub = rules_grpc.RulesStub(self.channel)
 
     def close(self) -> None:
-        self.channel.close()
+        self._raw_channel.close()
 
     def __enter__(self) -> "Scopepilot":
         return self
