@@ -104,10 +104,10 @@ async fn run(events: u64, model: Option<&str>) -> (Split, Option<(f64, f64)>) {
     let addr = listener.local_addr().unwrap();
     let daemon = Daemon::new(config).unwrap_or_else(|e| panic!("{e}"));
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let access = std::sync::Arc::new(scopepilot::access::Access::default()); // no tokens
+    let open = scopepilot::access::Security::default(); // no tokens, no TLS
     let server = tokio::spawn(scopepilot::api::serve(
         daemon.clone(),
-        access,
+        open,
         listener,
         async {
             let _ = stop_rx.await;

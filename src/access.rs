@@ -6,11 +6,15 @@
 //! subscriptions, listings, the preview page, metrics), `control` may also change things
 //! (start, stop, push frames, rules, models, recordings, camera settings). gRPC health checks
 //! stay open, for probes. Tokens are compared by their SHA-256 digests in constant time.
+//! [`Security`] bundles the tokens with the TLS identity (`[security.tls]`, [`crate::tls`]).
 
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
+
+use crate::tls::{TlsConfig, TlsIdentity};
 
 /// What a token allows.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Deserialize)]
@@ -44,6 +48,8 @@ pub struct SecurityConfig {
     pub tokens: Vec<TokenConfig>,
     /// Accept listening on a non-loopback address without tokens (logged as a warning).
     pub allow_insecure_remote: bool,
+    /// TLS for the gRPC API and the HTTP side; unset = plain text.
+    pub tls: Option<TlsConfig>,
 }
 
 /// Shortest secret accepted: guessing must be hopeless.
@@ -58,6 +64,9 @@ impl SecurityConfig {
             if let Err((key, problem)) = t.secret() {
                 out.push((format!("tokens[{i}].{key}"), problem));
             }
+        }
+        if let Some(Err((key, problem))) = self.tls.as_ref().map(TlsIdentity::load) {
+            out.push((format!("tls.{key}"), problem));
         }
         if self.tokens.is_empty()
             && !self.allow_insecure_remote
@@ -114,6 +123,29 @@ impl TokenConfig {
             ));
         }
         Ok(secret)
+    }
+}
+
+/// What both servers enforce: the tokens and, when configured, TLS.
+#[derive(Debug, Clone, Default)]
+pub struct Security {
+    /// Who may call what.
+    pub access: Arc<Access>,
+    /// The certificate and key both servers present; `None` = plain text.
+    pub tls: Option<TlsIdentity>,
+}
+
+impl Security {
+    /// Load tokens and TLS files of `config`; errors name the key (`security.…`).
+    pub fn from_config(config: &SecurityConfig) -> Result<Self, (String, String)> {
+        let access = Arc::new(Access::from_config(config)?);
+        let tls = config
+            .tls
+            .as_ref()
+            .map(TlsIdentity::load)
+            .transpose()
+            .map_err(|(key, problem)| (format!("security.tls.{key}"), problem))?;
+        Ok(Self { access, tls })
     }
 }
 

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use tracing_subscriber::EnvFilter;
 
-use crate::access::Access;
+use crate::access::Security;
 use crate::config::{Config, ConfigError};
 use crate::daemon::Daemon;
 
@@ -68,12 +68,18 @@ pub fn serve(config: Config) -> Result<(), AppError> {
 }
 
 async fn serve_async(config: Config) -> Result<(), AppError> {
-    let access = Arc::new(
-        Access::from_config(&config.security)
-            .map_err(|(key, problem)| ConfigError::Invalid { key, problem })?,
-    );
-    let open = !access.required();
+    let security = Security::from_config(&config.security)
+        .map_err(|(key, problem)| ConfigError::Invalid { key, problem })?;
+    let open = !security.access.required();
+    let scheme = if security.tls.is_some() {
+        "https"
+    } else {
+        "http"
+    };
     let addr = config.listen_addr()?;
+    if !open && security.tls.is_none() && !addr.ip().is_loopback() {
+        tracing::warn!(%addr, "tokens cross the network in clear text: configure [security.tls] or use an SSH tunnel");
+    }
     if open && !addr.ip().is_loopback() {
         tracing::warn!(%addr, "the API listens on a non-loopback address: anyone who can reach it can control acquisition");
     }
@@ -119,7 +125,7 @@ async fn serve_async(config: Config) -> Result<(), AppError> {
             let stopped = signalled(stop.clone());
             Some(tokio::spawn(crate::web::serve(
                 daemon.clone(),
-                access.clone(),
+                security.clone(),
                 listener,
                 stopped,
             )))
@@ -129,13 +135,13 @@ async fn serve_async(config: Config) -> Result<(), AppError> {
     // One line that scripts wait for; the next tells people where to look.
     println!("{ready}");
     if let Some(addr) = ready.split(" http=").nth(1) {
-        println!("preview: http://{addr}/  metrics: http://{addr}/metrics");
+        println!("preview: {scheme}://{addr}/  metrics: {scheme}://{addr}/metrics");
     }
     let shutdown = async move {
         shutdown_signal().await;
         let _ = stop_tx.send(true);
     };
-    let server = crate::api::serve(daemon.clone(), access, listener, shutdown);
+    let server = crate::api::serve(daemon.clone(), security, listener, shutdown);
     let result = server
         .await
         .map_err(|e| AppError::Runtime(format!("gRPC server failed: {e}")));

@@ -41,4 +41,5 @@ pub mod ring;
 pub mod rules;
 pub mod sink;
 pub mod source;
+pub mod tls;
 pub mod web;

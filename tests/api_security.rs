@@ -154,3 +154,56 @@ async fn health_checks_need_no_token_and_servers_without_tokens_need_none() {
         .unwrap();
     open.stop().await;
 }
+
+fn tls_file(name: &str) -> String {
+    format!("{}/tests/data/tls/{name}", env!("CARGO_MANIFEST_DIR"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn over_tls_a_client_that_trusts_the_certificate_gets_in_and_plain_text_does_not() {
+    use tonic::transport::{Certificate, ClientTlsConfig};
+    let server = TestServer::start(&format!(
+        "{SMALL}\n[[security.tokens]]\ntoken = \"{CONTROL}\"\nrole = \"control\"\n\
+         [security.tls]\ncert = {:?}\nkey = {:?}\n",
+        tls_file("server.pem"),
+        tls_file("server.key")
+    ))
+    .await;
+    let ca = std::fs::read(tls_file("ca.pem")).unwrap();
+    let tls = ClientTlsConfig::new()
+        .ca_certificate(Certificate::from_pem(&ca))
+        .domain_name("localhost");
+    let channel = Channel::from_shared(format!("https://{}", server.addr))
+        .unwrap()
+        .tls_config(tls)
+        .unwrap()
+        .connect()
+        .await
+        .expect("TLS handshake with the test CA");
+    let mut c = AcquisitionClient::with_interceptor(channel, Bearer(Some(CONTROL.into())));
+    c.start(start("simulated")).await.unwrap();
+    let status = c.get_status(GetStatusRequest {}).await.unwrap().into_inner();
+    assert_eq!(status.source, "simulated");
+    c.stop(StopRequest {}).await.unwrap();
+
+    // Plain text to the TLS port: no gRPC answer.
+    let plain = Channel::from_shared(format!("http://{}", server.addr))
+        .unwrap()
+        .connect_timeout(std::time::Duration::from_secs(5))
+        .timeout(std::time::Duration::from_secs(5))
+        .connect_lazy();
+    let e = AcquisitionClient::with_interceptor(plain, Bearer(Some(CONTROL.into())))
+        .get_status(GetStatusRequest {})
+        .await
+        .unwrap_err();
+    assert_ne!(e.code(), Code::Ok);
+    // A client that does not trust the certificate is refused at the handshake.
+    let untrusted = Channel::from_shared(format!("https://{}", server.addr))
+        .unwrap()
+        .tls_config(ClientTlsConfig::new().domain_name("localhost"))
+        .unwrap()
+        .connect()
+        .await;
+    assert!(untrusted.is_err(), "an unknown CA must not be trusted");
+    server.stop().await;
+}

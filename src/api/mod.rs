@@ -18,7 +18,7 @@ use std::sync::Arc;
 use tokio::net::TcpListener;
 use tokio_stream::wrappers::TcpListenerStream;
 
-use crate::access::Access;
+use crate::access::Security;
 use crate::daemon::Daemon;
 use crate::proto::acquisition_server::AcquisitionServer;
 use crate::proto::events_server::EventsServer;
@@ -55,12 +55,12 @@ fn incoming(
     })
 }
 
-/// Serve the API on `listener` until `shutdown` completes, letting through the calls
-/// `access` allows. Open streams (subscriptions, pushes) then end with `UNAVAILABLE`, so that
-/// shutdown never waits on a client.
+/// Serve the API on `listener` until `shutdown` completes, over TLS when `security` has an
+/// identity, letting through the calls its tokens allow. Open streams (subscriptions,
+/// pushes) then end with `UNAVAILABLE`, so that shutdown never waits on a client.
 pub async fn serve(
     daemon: Arc<Daemon>,
-    access: Arc<Access>,
+    security: Security,
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), tonic::transport::Error> {
@@ -93,8 +93,12 @@ pub async fn serve(
     let frames = FramesServer::new(FramesApi::new(daemon, closing))
         .max_decoding_message_size(MAX_MESSAGE_BYTES)
         .max_encoding_message_size(MAX_MESSAGE_BYTES);
-    let server = tonic::transport::Server::builder()
-        .layer(AuthLayer::new(access))
+    let mut builder = tonic::transport::Server::builder();
+    if let Some(tls) = &security.tls {
+        builder = builder.tls_config(tls.grpc())?;
+    }
+    let server = builder
+        .layer(AuthLayer::new(security.access))
         .add_service(health_service)
         .add_service(reflection)
         .add_service(acquisition)

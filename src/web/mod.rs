@@ -20,7 +20,7 @@ use axum::routing::get;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
-use crate::access::{Access, Role, bearer};
+use crate::access::{Access, Role, Security, bearer};
 use crate::daemon::Daemon;
 use crate::metrics::{MetricType, PromText};
 
@@ -194,18 +194,32 @@ async fn closed(closing: &mut watch::Receiver<bool>) {
 /// Serve the page and metrics on `listener` until `shutdown` completes.
 pub async fn serve(
     daemon: Arc<Daemon>,
-    access: Arc<Access>,
+    security: Security,
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let (closing_tx, closing) = watch::channel(false);
     let mut closed_rx = closing.clone();
-    let app = router(daemon, access, closing);
+    let app = router(daemon, security.access, closing);
     let shutdown = async move {
         shutdown.await;
         let _ = closing_tx.send(true);
     };
-    let server = axum::serve(listener, app).with_graceful_shutdown(shutdown);
+    let server = async move {
+        match security.tls {
+            Some(tls) => {
+                let listener = crate::tls::TlsListener::new(listener, tls.acceptor())?;
+                axum::serve(listener, app)
+                    .with_graceful_shutdown(shutdown)
+                    .await
+            }
+            None => {
+                axum::serve(listener, app)
+                    .with_graceful_shutdown(shutdown)
+                    .await
+            }
+        }
+    };
     let grace = async move {
         closed(&mut closed_rx).await;
         tokio::time::sleep(SHUTDOWN_GRACE).await;

@@ -3,7 +3,6 @@
 #![allow(dead_code)]
 
 use std::net::SocketAddr;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use scopepilot::config::Config;
@@ -56,14 +55,13 @@ impl TestServer {
             .unwrap();
         let addr = listener.local_addr().unwrap();
         assert!(addr.ip().is_loopback());
-        let access = Arc::new(
-            scopepilot::access::Access::from_config(&config.security).expect("tokens load"),
-        );
+        let security = scopepilot::access::Security::from_config(&config.security)
+            .expect("tokens and certificates load");
         let daemon = Daemon::new(config).expect("daemon starts");
         let (tx, rx) = oneshot::channel::<()>();
         let d = daemon.clone();
         let task = tokio::spawn(async move {
-            scopepilot::api::serve(d, access, listener, async {
+            scopepilot::api::serve(d, security, listener, async {
                 let _ = rx.await;
             })
             .await

@@ -4,7 +4,9 @@ daemon asked to listen beyond loopback without tokens refuses to start."""
 
 from __future__ import annotations
 
+import http.client
 import json
+import ssl
 import subprocess
 import sys
 import urllib.error
@@ -131,3 +133,44 @@ def test_the_page_opened_with_a_token_streams_live(daemon, browser):
                        .text.strip().isdigit())
         finally:
             sp.stop()
+
+
+TLS = Path(__file__).resolve().parents[1] / "data" / "tls"
+
+
+def test_over_tls_both_servers_need_the_certificate_and_the_token(start_daemon):
+    d = start_daemon(CONFIG + f"""
+[security.tls]
+cert = "{TLS / 'server.pem'}"
+key = "{TLS / 'server.key'}"
+""")
+    https = d.http_url.replace("http://", "https://")
+    trusted = ssl.create_default_context(cafile=str(TLS / "ca.pem"))
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}),
+                                         urllib.request.HTTPSHandler(context=trusted))
+    with opener.open(urllib.request.Request(https + "/metrics",
+                                            headers={"Authorization": f"Bearer {READ}"}),
+                     timeout=10) as r:
+        assert r.status == 200
+        assert b"scopepilot_build_info" in r.read()
+    with pytest.raises(urllib.error.HTTPError) as e:
+        opener.open(https + "/metrics", timeout=10)
+    assert e.value.code == 401
+    # Plain HTTP to the TLS port gets no page; a client without the CA does not trust it.
+    with pytest.raises((urllib.error.URLError, http.client.HTTPException, OSError)):
+        _opener.open(d.http_url + "/", timeout=10).read()
+    untrusting = urllib.request.build_opener(urllib.request.ProxyHandler({}),
+                                             urllib.request.HTTPSHandler(
+                                                 context=ssl.create_default_context()))
+    with pytest.raises(urllib.error.URLError):
+        untrusting.open(https + "/", timeout=10)
+
+    ca = (TLS / "ca.pem").read_bytes()
+    with Scopepilot(d.address, token=CONTROL, root_certificates=ca) as sp:
+        sp.start("simulated")
+        assert sp.status().source == "simulated"
+        sp.stop()
+    with Scopepilot(d.address, root_certificates=ca) as sp:
+        with pytest.raises(grpc.RpcError) as e:
+            sp.status()
+        assert e.value.code() == grpc.StatusCode.UNAUTHENTICATED

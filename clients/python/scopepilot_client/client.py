@@ -239,12 +239,22 @@ class Scopepilot:
     """A connection to one daemon."""
 
     def __init__(self, address: str = "127.0.0.1:50051", timeout: float = 10.0,
-                 token: str | None = None):
+                 token: str | None = None, root_certificates: bytes | None = None,
+                 server_name: str | None = None):
         """Connect to `address`; `token` is sent with every call when the daemon has
-        `[security] tokens` (a `read` token may watch, a `control` token may also act)."""
+        `[security] tokens` (a `read` token may watch, a `control` token may also act).
+        With `root_certificates` (PEM of the CA that signed the daemon's certificate) the
+        connection uses TLS; `server_name` overrides the name checked in the certificate."""
         self.address = address
         self.timeout = timeout
-        self._raw_channel = grpc.insecure_channel(address, options=CHANNEL_OPTIONS)
+        if root_certificates is not None:
+            options = list(CHANNEL_OPTIONS)
+            if server_name:
+                options.append(("grpc.ssl_target_name_override", server_name))
+            self._raw_channel = grpc.secure_channel(
+                address, grpc.ssl_channel_credentials(root_certificates), options=options)
+        else:
+            self._raw_channel = grpc.insecure_channel(address, options=CHANNEL_OPTIONS)
         grpc.channel_ready_future(self._raw_channel).result(timeout=timeout)
         self.channel = (grpc.intercept_channel(self._raw_channel, _Bearer(token))
                         if token else self._raw_channel)
