@@ -182,7 +182,11 @@ async fn over_tls_a_client_that_trusts_the_certificate_gets_in_and_plain_text_do
         .expect("TLS handshake with the test CA");
     let mut c = AcquisitionClient::with_interceptor(channel, Bearer(Some(CONTROL.into())));
     c.start(start("simulated")).await.unwrap();
-    let status = c.get_status(GetStatusRequest {}).await.unwrap().into_inner();
+    let status = c
+        .get_status(GetStatusRequest {})
+        .await
+        .unwrap()
+        .into_inner();
     assert_eq!(status.source, "simulated");
     c.stop(StopRequest {}).await.unwrap();
 
