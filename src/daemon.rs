@@ -789,11 +789,12 @@ impl Daemon {
                 .camera_settings
                 .lock()
                 .unwrap_or_else(|e| e.into_inner());
-            let next = configured.clone().with_settings(kept.merged(changes));
+            let merged = kept.merged(changes);
+            let next = configured.clone().with_settings(merged);
             if let Some((key, problem)) = next.problems().into_iter().next() {
                 return Err(DaemonError::InvalidArgument(format!("{key}: {problem}")));
             }
-            *kept = kept.merged(changes);
+            *kept = merged;
             return Ok(CameraSettingsOutcome {
                 settings: next.settings(),
                 applied: false,
