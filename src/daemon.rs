@@ -226,6 +226,13 @@ pub struct Status {
     pub frames_rejected: u64,
     /// True when a pull source ran out of frames or failed.
     pub source_finished: bool,
+    /// Times a pull source went quiet for longer than its stall threshold.
+    pub source_stalls: u64,
+    /// True while a pull source is stalled (no frame for longer than its stall threshold).
+    pub source_stalled: bool,
+    /// Time since a pull source's last frame (since its start, before the first); `None`
+    /// without a pull source.
+    pub since_last_frame: Option<Duration>,
     /// Per-stream numbers, `raw` first.
     pub stages: Vec<StageStatus>,
     /// Live subscribers.
@@ -395,11 +402,12 @@ impl Daemon {
             Some(source) => {
                 let spec = source.spec();
                 let thread =
-                    SourceThread::spawn(source, producer, acq.pool_frames()).map_err(|e| {
-                        DaemonError::FailedPrecondition(format!(
-                            "cannot start the camera thread: {e}"
-                        ))
-                    })?;
+                    SourceThread::spawn(source, producer, acq.pool_frames(), self.interval.clone())
+                        .map_err(|e| {
+                            DaemonError::FailedPrecondition(format!(
+                                "cannot start the camera thread: {e}"
+                            ))
+                        })?;
                 (Some(thread), None, Some(spec))
             }
         };
@@ -914,6 +922,9 @@ impl Daemon {
             ring_policy: self.config.acquisition.ring_policy.name().into(),
             frames_rejected: 0,
             source_finished: false,
+            source_stalls: 0,
+            source_stalled: false,
+            since_last_frame: None,
             stages: Vec::new(),
             subscribers,
             uptime: self.started.elapsed(),
@@ -940,6 +951,9 @@ impl Daemon {
             status.frames_missing = load(&src.missing);
             status.frames_incomplete = load(&src.incomplete);
             status.source_finished = src.finished.load(Ordering::Relaxed);
+            status.source_stalls = load(&src.stalls);
+            status.source_stalled = src.stalled.load(Ordering::Relaxed);
+            status.since_last_frame = Some(src.since_last_frame());
         }
         if let Some(push) = &v.push {
             status.frames_acquired = load(&push.accepted);

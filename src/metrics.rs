@@ -149,7 +149,18 @@ pub fn write_status(p: &mut PromText, status: &Status, rules: &[RuleStatus], pro
         "Current frame interval of paced sources.",
         status.frame_interval.as_secs_f64(),
     );
+    p.single(
+        "scopepilot_source_stalled",
+        Gauge,
+        "1 while a pull source has sent no frame for ten frame intervals (at least 1 s).",
+        status.source_stalled as u8 as f64,
+    );
     for (name, help, value) in [
+        (
+            "scopepilot_source_stalls_total",
+            "Times a pull source went quiet for ten frame intervals (at least 1 s).",
+            status.source_stalls,
+        ),
         (
             "scopepilot_frames_acquired_total",
             "Frames the source delivered to scopepilot in this acquisition.",

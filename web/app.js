@@ -274,6 +274,10 @@ function renderStatusLine(st) {
     counterChip('frames_dropped_ring', 'ring drops', num(st.frames_dropped_ring), 'bad',
       'Frames dropped by the ingest ring overflow policy'),
     counterChip('frames_late', 'late', num(st.frames_late), 'warn', 'Frames acquired later than their schedule'),
+    counterChip('source_stalls', st.source_stalled ? 'STALLED, stalls' : 'stalls', num(st.source_stalls), 'warn',
+      st.source_stalled
+        ? `No frame from the source for ${Number(st.seconds_since_last_frame).toFixed(1)} s`
+        : 'Times the source sent no frame for ten frame intervals (at least 1 s)'),
     el('span', { class: 'chip', title: 'Ingest ring depth / capacity' },
       el('span', { class: 'chip-label' }, 'ring'), ' ', `${num(st.ring_depth)}/${num(st.ring_capacity)}`),
     counterChip('stage_dropped', 'stage drops', stageDrops, 'warn', perStage('frames_dropped') || 'Frames dropped by stage queues'),
