@@ -7,6 +7,10 @@ deterministic (seeded numpy, fixed timestamps): running it twice gives identical
 - box3.onnx: input `image` float32 [1, 1, H, W] (H, W dynamic), output `smoothed`: a 3x3
   mean filter with zero padding. Its exact output is easy to compute independently.
 
+- box3-trap.onnx (+ box3-trap.toml, written by hand): box3, except that inference fails (an
+  out-of-bounds Gather, refused by ONNX Runtime at run time) when any input value is >= 50000.
+  Tests use it to make inference fail on chosen frames of a stream.
+
 - bioimageio/<name>/: bioimage.io model packages (rdf.yaml + model.onnx + README.md + test
   tensors as .npy), all single-channel 2D, axes (batch, channel=1, y, x), test tensors
   1x1x48x64. The model in each is the box3 filter above with other tensor names.
@@ -95,6 +99,39 @@ def box3(input_name: str = "image", output_name: str = "smoothed", batch: int | 
     )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)], producer_name="scopepilot-tests")
     model.ir_version = 8
+    onnx.checker.check_model(model)
+    return model
+
+
+TRAP_THRESHOLD = 50000.0
+
+
+def box3_trap(threshold: float = TRAP_THRESHOLD) -> onnx.ModelProto:
+    """box3, but inference *fails* when any input value is >= `threshold`: the index of a
+    Gather into a 2-element table becomes 5 (out of bounds), which ONNX Runtime refuses at run
+    time. It lets tests fail inference on chosen frames of a stream (a real runtime error)."""
+    model = box3()
+    g = model.graph
+    g.initializer.extend(
+        [
+            numpy_helper.from_array(np.array(threshold, dtype=np.float32), "trap_threshold"),
+            numpy_helper.from_array(np.array(5, dtype=np.int64), "trap_five"),
+            numpy_helper.from_array(np.zeros(2, dtype=np.float32), "trap_table"),
+        ]
+    )
+    conv = g.node[0]
+    conv.output[0] = "box"
+    g.node.extend(
+        [
+            helper.make_node("ReduceMax", ["image"], ["trap_max"], keepdims=0),
+            helper.make_node("GreaterOrEqual", ["trap_max", "trap_threshold"], ["trap_hit"]),
+            helper.make_node("Cast", ["trap_hit"], ["trap_hit_i"], to=TensorProto.INT64),
+            helper.make_node("Mul", ["trap_hit_i", "trap_five"], ["trap_index"]),
+            helper.make_node("Gather", ["trap_table", "trap_index"], ["trap_zero"]),
+            helper.make_node("Add", ["box", "trap_zero"], ["smoothed"]),
+        ]
+    )
+    g.name = "box3_trap"
     onnx.checker.check_model(model)
     return model
 
@@ -487,6 +524,9 @@ if __name__ == "__main__":
     OUT.mkdir(parents=True, exist_ok=True)
     path = OUT / "box3.onnx"
     onnx.save(box3(), path)
+    print(f"wrote {path} ({path.stat().st_size} bytes)")
+    path = OUT / "box3-trap.onnx"
+    onnx.save(box3_trap(), path)
     print(f"wrote {path} ({path.stat().st_size} bytes)")
     for d in make_packages():
         print(f"wrote {d}/ ({', '.join(sorted(f.name for f in d.iterdir()))})")
