@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import subprocess
 import threading
 import time
@@ -327,6 +328,37 @@ def test_a_killed_daemon_leaves_the_frames_written_readable(start_daemon):
     assert timestamps == [5_000_000 + 20_000_000 * k for k in numbers]
     assert zarr.open_group(str(d.workdir / "recordings" / "crash.zarr"), mode="r").attrs[
         "scopepilot"]["complete"] is False
+
+
+def test_sigterm_mid_recording_flushes_every_accepted_frame(start_daemon):
+    """SIGTERM with frames still in the ring, the stage queue and the writer's backlog: the
+    daemon drains them all into the store, marks it complete, and exits 0."""
+    # Large chunks, no checkpoints: nothing reaches the disk until the daemon flushes.
+    cfg = CONFIG.replace("frames_per_chunk = 4", "frames_per_chunk = 64")
+    d = start_daemon(cfg)
+    api = Api(d)
+    api.acq.Start(acq_pb2.StartRequest(source="push"), timeout=TIMEOUT_S)
+    api.start_recording("term")
+    n = 150
+    resp = api.frames.PushFrames(
+        iter([push_request(k, frame(k)) for k in range(n)]), timeout=TIMEOUT_S
+    )
+    accepted = resp.frames_accepted
+    assert accepted + resp.frames_dropped + resp.frames_lost_no_buffer == n
+    written_before = api.status().recording.frames_written
+    d.proc.send_signal(signal.SIGTERM)
+    assert d.proc.wait(timeout=30) == 0, d.stderr_tail()
+    print(f"SIGTERM: {written_before} of {accepted} written before the signal")
+
+    root = d.workdir / "recordings" / "term.zarr"
+    g = zarr.open_group(str(root / "raw"), mode="r")
+    assert g["0"].shape[0] == accepted, "every accepted frame is in the store"
+    numbers = [int(k) for k in g["frame_number"][:]]
+    assert numbers == sorted(set(numbers)) and len(numbers) == accepted
+    np.testing.assert_array_equal(g["0"][:], np.stack([frame(k) for k in numbers]))
+    meta = zarr.open_group(str(root), mode="r").attrs["scopepilot"]
+    assert meta["complete"] is True
+    assert "shutting down" in d.stderr_tail(200)
 
 
 def _ignore_rpc_errors(fn, *args, **kwargs):
