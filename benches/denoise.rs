@@ -117,6 +117,7 @@ fn pipeline(
             policy: QueuePolicy::Block,
         },
         params,
+        nice: None,
     }];
     let ctx = StageContext {
         inference: InferenceConfig {

@@ -40,6 +40,7 @@ fn gaussian_stage() -> StageConfig {
         input: Some("raw".into()),
         queue: QueueConfig::default(),
         params,
+        nice: None,
     }
 }
 

@@ -76,6 +76,7 @@ fn main() {
             policy: QueuePolicy::DropOldest,
         },
         params,
+        nice: None,
     }];
     let taps = Taps::new(&stages);
     let (mut producer, consumer) = ingest_ring(RING_CAPACITY, OverflowPolicy::DropOldest);

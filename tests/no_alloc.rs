@@ -29,6 +29,7 @@ fn steady_state_frames_allocate_nothing_from_camera_to_subscriber() {
             policy: QueuePolicy::Block,
         },
         params: toml::toml! { sigma = 1.5 },
+        nice: None,
     }];
     let taps = Taps::new(&stages);
     let (mut producer, consumer) = ingest_ring(8, OverflowPolicy::DropOldest);

@@ -91,7 +91,16 @@ pub struct StageConfig {
     /// Kind-specific parameters.
     #[serde(default)]
     pub params: toml::Table,
+    /// Niceness of the stage's thread, 0 (normal) to 19 (only spare CPU). Default:
+    /// [`LEARNED_STAGE_NICE`] for stages that run a model, 0 for the others.
+    #[serde(default)]
+    pub nice: Option<i32>,
 }
+
+/// Default niceness of a learned stage's thread. A model that cannot keep up would otherwise
+/// take as much CPU as the camera, the ingest, the recording and the API; niced, it gets what
+/// they leave, and its queue policy drops (and counts) what it cannot take.
+pub const LEARNED_STAGE_NICE: i32 = 10;
 
 /// A stage's settings could not be used.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -160,6 +169,10 @@ impl StageConfig {
             StageKind::Passthrough | StageKind::Gaussian => {
                 self.build(&StageContext::default()).map(drop)
             }
+            _ if self.nice.is_some_and(|n| !(0..=19).contains(&n)) => {
+                // Reported by `build` without loading anything.
+                self.build(&StageContext::default()).map(drop)
+            }
             StageKind::Denoise => {
                 let p: DenoiseParams = params_of(&self.params)?;
                 first_problem(p.problems())
@@ -177,6 +190,12 @@ impl StageConfig {
 
     /// Build the stage this entry describes, checking its parameters and loading its model.
     pub fn build(&self, ctx: &StageContext) -> Result<Box<dyn Stage>, StageConfigError> {
+        if let Some(nice) = self.nice.filter(|n| !(0..=19).contains(n)) {
+            return Err(StageConfigError {
+                key: "nice".into(),
+                problem: format!("must be 0 (normal priority) to 19 (lowest), got {nice}"),
+            });
+        }
         match self.kind {
             StageKind::Passthrough => {
                 if !self.params.is_empty() {
@@ -436,14 +455,21 @@ impl Pipeline {
             ingest_loop(ring, raw_output, &raw_stats, &stop)
         })?;
         let stage_infos = pipeline.infos[1..].to_vec();
-        for (((stage, rx), info), output) in built
+        for ((((stage, rx), info), output), config) in built
             .into_iter()
             .zip(receivers)
             .zip(stage_infos)
             .zip(outputs)
+            .zip(stages)
         {
             let name = info.name.clone();
+            let nice = config.nice.unwrap_or(if stage.model_slot().is_some() {
+                LEARNED_STAGE_NICE
+            } else {
+                0
+            });
             pipeline.spawn(format!("stage-{name}"), move || {
+                set_thread_nice(&name, nice);
                 stage_loop(&name, stage, rx, output, &info.stats)
             })?;
         }
@@ -503,6 +529,28 @@ fn ingest_loop(ring: IngestConsumer, output: Output, stats: &StageStats, stop: &
     }
 }
 
+/// Lower the calling thread's priority to `nice` (Linux niceness is per thread; raising it
+/// back would need privileges, lowering does not). Other systems keep normal priority.
+fn set_thread_nice(stage: &str, nice: i32) {
+    if nice == 0 {
+        return;
+    }
+    #[cfg(target_os = "linux")]
+    {
+        // SAFETY: plain system calls on the calling thread's own id; no memory is shared.
+        let result = unsafe {
+            let tid = libc::gettid();
+            libc::setpriority(libc::PRIO_PROCESS, tid as libc::id_t, nice)
+        };
+        if result != 0 {
+            let error = std::io::Error::last_os_error();
+            tracing::warn!(stage, nice, %error, "cannot lower the stage thread's priority");
+        }
+    }
+    #[cfg(not(target_os = "linux"))]
+    tracing::debug!(stage, nice, "thread niceness is only set on Linux");
+}
+
 /// Stage thread: processes its queue until every upstream sender is gone.
 fn stage_loop(
     name: &str,
@@ -539,7 +587,63 @@ mod tests {
             input: input.map(Into::into),
             queue: QueueConfig::default(),
             params: toml::Table::new(),
+            nice: None,
         }
+    }
+
+    /// The niceness of this process's thread called `name`, from /proc.
+    fn thread_nice(name: &str) -> Option<i32> {
+        std::fs::read_dir("/proc/self/task")
+            .ok()?
+            .flatten()
+            .find_map(|task| {
+                let comm = std::fs::read_to_string(task.path().join("comm")).ok()?;
+                if comm.trim() != name {
+                    return None;
+                }
+                let stat = std::fs::read_to_string(task.path().join("stat")).ok()?;
+                // Fields after the ")" that ends the name: state is field 3, nice field 19.
+                stat.rsplit_once(')')?
+                    .1
+                    .split_whitespace()
+                    .nth(16)?
+                    .parse()
+                    .ok()
+            })
+    }
+
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn a_stage_thread_runs_at_its_configured_niceness_and_bad_values_are_refused() {
+        let mut niced = stage("niced", Some("raw"));
+        niced.nice = Some(7);
+        let plain = stage("plain", Some("raw"));
+        let (_producer, consumer) =
+            crate::ring::ingest_ring(4, crate::ring::OverflowPolicy::DropOldest);
+        let stages = [niced.clone(), plain];
+        let taps = Taps::new(&stages);
+        let pipeline = Pipeline::start(
+            consumer,
+            "drop_oldest",
+            4,
+            &stages,
+            &StageContext::default(),
+            &taps,
+        )
+        .unwrap();
+        // The threads set their priority as they start.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while thread_nice("stage-niced") != Some(7) && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        assert_eq!(thread_nice("stage-niced"), Some(7));
+        assert_eq!(thread_nice("stage-plain"), Some(0));
+        drop(pipeline);
+
+        niced.nice = Some(20);
+        let e = niced.check().unwrap_err();
+        assert_eq!(e.key, "nice");
+        assert!(e.problem.contains("got 20"), "{e}");
     }
 
     #[test]
