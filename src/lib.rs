@@ -20,6 +20,8 @@
 //! - [`daemon`]: the acquisition state machine; [`api`]: the gRPC layer over it;
 //!   [`web`]: the browser preview page and Prometheus [`metrics`] over it.
 //! - [`config`]: strict TOML configuration; [`app`]: what the `scopepilot` binary runs.
+//! - [`hostile_input`]: every parser fed arbitrary bytes, for the fuzz targets in `fuzz/` and
+//!   their regression tests.
 
 #![warn(missing_docs)]
 
@@ -31,6 +33,7 @@ pub mod config;
 pub mod daemon;
 pub mod events;
 pub mod frame;
+pub mod hostile_input;
 pub mod inference;
 pub mod install;
 pub mod latency;

@@ -123,6 +123,23 @@ fn pump(
     }
 }
 
+/// The frame a `PushFrames` message carries, borrowing its pixel bytes; an error (naming the
+/// frame number) when the message cannot even be read as a frame (unknown pixel type).
+/// Dimensions and byte counts are checked afterwards, by the push source.
+pub fn pushed_frame(msg: &proto::PushFramesRequest) -> Result<PushedFrame<'_>, String> {
+    let pixel_type = pixel_type_from_proto(msg.pixel_type)
+        .map_err(|e| format!("frame {}: {e}", msg.frame_number))?;
+    Ok(PushedFrame {
+        width: msg.width,
+        height: msg.height,
+        pixel_type,
+        frame_number: msg.frame_number,
+        timestamp_ns: msg.timestamp_ns,
+        exposure_us: msg.exposure_us,
+        data: &msg.data,
+    })
+}
+
 #[tonic::async_trait]
 impl frames_server::Frames for FramesApi {
     async fn push_frames(
@@ -138,17 +155,7 @@ impl frames_server::Frames for FramesApi {
                 _ = closed(self.closing.clone()) => return Err(shutting_down()),
             };
             let Some(msg) = msg else { break };
-            let pixel_type = pixel_type_from_proto(msg.pixel_type)
-                .map_err(|e| handle.reject(format!("frame {}: {e}", msg.frame_number)))?;
-            let frame = PushedFrame {
-                width: msg.width,
-                height: msg.height,
-                pixel_type,
-                frame_number: msg.frame_number,
-                timestamp_ns: msg.timestamp_ns,
-                exposure_us: msg.exposure_us,
-                data: &msg.data,
-            };
+            let frame = pushed_frame(&msg).map_err(|e| handle.reject(e))?;
             match handle.push(&frame)? {
                 PushResult::Queued => summary.frames_accepted += 1,
                 PushResult::DroppedByRing => {

@@ -31,6 +31,7 @@ pub use acquisition::AcquisitionApi;
 pub use auth::{AuthLayer, denied_status};
 pub use events::EventsApi;
 pub use frames::FramesApi;
+pub(crate) use frames::pushed_frame;
 pub use models::ModelsApi;
 pub use recording::RecordingApi;
 pub use rules::RulesApi;

@@ -19,8 +19,13 @@ use super::processing::Processing;
 /// Parse the description at `path` (its folder holds the files it names).
 pub fn read(path: &Path) -> Result<ModelPackage, String> {
     let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read: {e}"))?;
-    let base = path.parent().unwrap_or(Path::new("."));
-    let probe: Probe = parse(&text)?;
+    parse_description(&text, path.parent().unwrap_or(Path::new(".")))
+}
+
+/// Parse description text whose file names are relative to `base`. Opens no file: whether the
+/// files it names exist is checked by [`ModelPackage::open`].
+pub fn parse_description(text: &str, base: &Path) -> Result<ModelPackage, String> {
+    let probe: Probe = parse(text)?;
     if probe.kind.as_deref().is_some_and(|k| k != "model") {
         return Err(format!(
             "type is {:?}; only model descriptions can be loaded",
@@ -29,8 +34,8 @@ pub fn read(path: &Path) -> Result<ModelPackage, String> {
     }
     let version = probe.format_version;
     match version.split('.').take(2).collect::<Vec<_>>()[..] {
-        ["0", "5"] => from_v05(parse(&text)?, base, &version),
-        ["0", "4"] => from_v04(parse(&text)?, base, &version),
+        ["0", "5"] => from_v05(parse(text)?, base, &version),
+        ["0", "4"] => from_v04(parse(text)?, base, &version),
         _ => Err(format!(
             "format_version {version:?} is not supported (0.5.x and 0.4.x are)"
         )),

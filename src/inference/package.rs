@@ -327,8 +327,13 @@ fn one() -> usize {
 }
 
 impl ModelSidecar {
-    /// The package this sidecar describes, its ONNX file at `onnx`.
-    fn into_package(self, onnx: PathBuf, format: &str) -> Result<ModelPackage, String> {
+    /// Parse sidecar text (`model.toml`).
+    pub fn from_toml(text: &str) -> Result<Self, String> {
+        toml::from_str(text).map_err(|e| e.to_string().trim().to_string())
+    }
+
+    /// The package this sidecar describes, its ONNX file at `onnx`. Opens no file.
+    pub fn into_package(self, onnx: PathBuf, format: &str) -> Result<ModelPackage, String> {
         for t in [&self.input, &self.output] {
             if t.dtype != "float32" {
                 return Err(format!(
@@ -455,8 +460,8 @@ impl ModelPackage {
             Descriptor::Sidecar(sc) => {
                 let text = std::fs::read_to_string(&sc)
                     .map_err(|e| err(format!("cannot read {}: {e}", sc.display())))?;
-                let sidecar: ModelSidecar = toml::from_str(&text)
-                    .map_err(|e| err(format!("{}: {}", sc.display(), e.to_string().trim())))?;
+                let sidecar = ModelSidecar::from_toml(&text)
+                    .map_err(|e| err(format!("{}: {e}", sc.display())))?;
                 let onnx = if path.extension().is_some_and(|e| e == "onnx") {
                     path.to_path_buf()
                 } else {
@@ -497,7 +502,8 @@ impl ModelPackage {
         }
     }
 
-    fn check(&self) -> Result<(), String> {
+    /// Check what the description alone decides (tile, halo, size rule); opens no file.
+    pub fn check_layout(&self) -> Result<(), String> {
         if let Some(t) = self.preferred_tile
             && (t % self.size.step != 0 || t <= 2 * self.halo)
         {
@@ -506,6 +512,13 @@ impl ModelPackage {
                 self.size.step, self.halo
             ));
         }
+        Ok(())
+    }
+
+    /// [`Self::check_layout`], then the files: weights present with the SHA-256 described,
+    /// test tensors present.
+    fn check(&self) -> Result<(), String> {
+        self.check_layout()?;
         if !self.onnx.is_file() {
             return Err(format!("weights {} not found", self.onnx.display()));
         }

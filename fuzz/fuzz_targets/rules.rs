@@ -1,0 +1,6 @@
+//! Fuzz target: `scopepilot::hostile_input::rules` (an Err is fine, a panic is a bug).
+#![no_main]
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| {
+    let _ = scopepilot::hostile_input::rules(data);
+});
