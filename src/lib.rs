@@ -44,5 +44,6 @@ pub mod ring;
 pub mod rules;
 pub mod sink;
 pub mod source;
+pub mod thread_nice;
 pub mod tls;
 pub mod web;

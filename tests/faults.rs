@@ -276,6 +276,15 @@ async fn fifty_subscribers_get_frames_and_the_camera_path_loses_none() {
         }
     }
     assert_eq!(status(&mut acq).await.subscribers.len(), 50);
+    // Their threads yield the CPU to the camera path (Linux niceness, read from /proc).
+    let nices = scopepilot::thread_nice::of_threads_named("subscriber-");
+    assert!(nices.len() >= 50, "{} subscriber threads", nices.len()); // other tests' too
+    assert!(
+        nices
+            .iter()
+            .all(|&n| n == scopepilot::thread_nice::SUBSCRIBER_NICE),
+        "{nices:?}"
+    );
     for client in clients {
         let got = client.await.unwrap();
         let n = numbers(&got);

@@ -183,9 +183,16 @@ impl frames_server::Frames for FramesApi {
         };
         let sub = self.daemon.subscribe(stage, req.queue_capacity as usize)?;
         let (tx, rx) = tokio::sync::mpsc::channel(1);
+        let name = format!("subscriber-{}", sub.id());
         std::thread::Builder::new()
-            .name(format!("subscriber-{}", sub.id()))
-            .spawn(move || pump(sub, opts, tx))
+            .name(name.clone())
+            .spawn(move || {
+                crate::thread_nice::lower_current_thread(
+                    &name,
+                    crate::thread_nice::SUBSCRIBER_NICE,
+                );
+                pump(sub, opts, tx)
+            })
             .map_err(|e| {
                 Status::resource_exhausted(format!("cannot start a subscriber thread: {e}"))
             })?;

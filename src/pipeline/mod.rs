@@ -469,7 +469,7 @@ impl Pipeline {
                 0
             });
             pipeline.spawn(format!("stage-{name}"), move || {
-                set_thread_nice(&name, nice);
+                crate::thread_nice::lower_current_thread(&name, nice);
                 stage_loop(&name, stage, rx, output, &info.stats)
             })?;
         }
@@ -529,28 +529,6 @@ fn ingest_loop(ring: IngestConsumer, output: Output, stats: &StageStats, stop: &
     }
 }
 
-/// Lower the calling thread's priority to `nice` (Linux niceness is per thread; raising it
-/// back would need privileges, lowering does not). Other systems keep normal priority.
-fn set_thread_nice(stage: &str, nice: i32) {
-    if nice == 0 {
-        return;
-    }
-    #[cfg(target_os = "linux")]
-    {
-        // SAFETY: plain system calls on the calling thread's own id; no memory is shared.
-        let result = unsafe {
-            let tid = libc::gettid();
-            libc::setpriority(libc::PRIO_PROCESS, tid as libc::id_t, nice)
-        };
-        if result != 0 {
-            let error = std::io::Error::last_os_error();
-            tracing::warn!(stage, nice, %error, "cannot lower the stage thread's priority");
-        }
-    }
-    #[cfg(not(target_os = "linux"))]
-    tracing::debug!(stage, nice, "thread niceness is only set on Linux");
-}
-
 /// Stage thread: processes its queue until every upstream sender is gone.
 fn stage_loop(
     name: &str,
@@ -591,27 +569,6 @@ mod tests {
         }
     }
 
-    /// The niceness of this process's thread called `name`, from /proc.
-    fn thread_nice(name: &str) -> Option<i32> {
-        std::fs::read_dir("/proc/self/task")
-            .ok()?
-            .flatten()
-            .find_map(|task| {
-                let comm = std::fs::read_to_string(task.path().join("comm")).ok()?;
-                if comm.trim() != name {
-                    return None;
-                }
-                let stat = std::fs::read_to_string(task.path().join("stat")).ok()?;
-                // Fields after the ")" that ends the name: state is field 3, nice field 19.
-                stat.rsplit_once(')')?
-                    .1
-                    .split_whitespace()
-                    .nth(16)?
-                    .parse()
-                    .ok()
-            })
-    }
-
     #[cfg(target_os = "linux")]
     #[test]
     fn a_stage_thread_runs_at_its_configured_niceness_and_bad_values_are_refused() {
@@ -633,11 +590,12 @@ mod tests {
         .unwrap();
         // The threads set their priority as they start.
         let deadline = Instant::now() + Duration::from_secs(10);
-        while thread_nice("stage-niced") != Some(7) && Instant::now() < deadline {
+        let nice = crate::thread_nice::of_threads_named;
+        while nice("stage-niced") != [7] && Instant::now() < deadline {
             std::thread::sleep(Duration::from_millis(10));
         }
-        assert_eq!(thread_nice("stage-niced"), Some(7));
-        assert_eq!(thread_nice("stage-plain"), Some(0));
+        assert_eq!(nice("stage-niced"), [7]);
+        assert_eq!(nice("stage-plain"), [0]);
         drop(pipeline);
 
         niced.nice = Some(20);
