@@ -631,7 +631,9 @@ fn from_v04(rdf: Rdf04, base: &Path, version: &str) -> Result<ModelPackage, Stri
     let at = |axes: &[Axis], a: Axis| axes.iter().position(|&b| b == a);
     let mut size = SizeRule::any();
     match &input.shape {
-        Shape04::Parameterized { min, step } if min.len() == in_axes.len() => {
+        Shape04::Parameterized { min, step }
+            if min.len() == in_axes.len() && step.len() == in_axes.len() =>
+        {
             for (i, a) in in_axes.iter().enumerate() {
                 match a {
                     Axis::Y | Axis::X => size = size.and(SizeRule::new(min[i], step[i])?),

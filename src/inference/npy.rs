@@ -100,7 +100,9 @@ fn parse_shape(header: &str) -> Result<Vec<usize>, NpyError> {
 }
 
 fn decode(dtype: &str, body: &[u8], count: usize) -> Result<Vec<f32>, NpyError> {
-    let (order, kind) = dtype.split_at(dtype.len().min(1));
+    let Some((order, kind)) = dtype.split_at_checked(dtype.len().min(1)) else {
+        return Err(NpyError(format!("unsupported dtype {dtype:?}")));
+    };
     let little = match order {
         "<" | "|" => true,
         ">" => false,

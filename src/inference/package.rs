@@ -73,6 +73,11 @@ pub(crate) fn check_axes(axes: &[Axis], tensor: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// Largest halo, tile side, size minimum or size step a package may describe, in pixels: far
+/// beyond any frame (16384 pixels a side at most), small enough that tiling arithmetic cannot
+/// overflow.
+pub const MAX_LAYOUT_PX: usize = 1 << 16;
+
 /// Which spatial sizes a model accepts: `min + k * step` (k >= 0).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct SizeRule {
@@ -88,11 +93,17 @@ impl SizeRule {
         Self { min: 1, step: 1 }
     }
 
-    /// Sizes `min + k * step`; a zero step (one fixed size) is refused.
+    /// Sizes `min + k * step`; a zero step (one fixed size) is refused, and so are a `min` or
+    /// `step` beyond [`MAX_LAYOUT_PX`].
     pub fn new(min: usize, step: usize) -> Result<Self, String> {
         if step == 0 {
             return Err(format!(
                 "a fixed spatial size ({min}) is not supported; only parameterised sizes (min, step) are"
+            ));
+        }
+        if min > MAX_LAYOUT_PX || step > MAX_LAYOUT_PX {
+            return Err(format!(
+                "size min {min}, step {step}: at most {MAX_LAYOUT_PX} pixels are supported"
             ));
         }
         Ok(Self {
@@ -109,9 +120,10 @@ impl SizeRule {
             }
             a
         };
+        // Saturating: rules from `new` are small, so this cannot overflow for them.
         Self {
             min: self.min.max(other.min),
-            step: self.step / gcd(self.step, other.step) * other.step,
+            step: (self.step / gcd(self.step, other.step)).saturating_mul(other.step),
         }
     }
 }
@@ -504,6 +516,18 @@ impl ModelPackage {
 
     /// Check what the description alone decides (tile, halo, size rule); opens no file.
     pub fn check_layout(&self) -> Result<(), String> {
+        for (what, n) in [
+            ("halo", self.halo),
+            ("preferred tile", self.preferred_tile.unwrap_or(0)),
+            ("size step", self.size.step),
+            ("minimum size", self.size.min),
+        ] {
+            if n > MAX_LAYOUT_PX {
+                return Err(format!(
+                    "{what} {n} is larger than the {MAX_LAYOUT_PX} pixels supported"
+                ));
+            }
+        }
         if let Some(t) = self.preferred_tile
             && (t % self.size.step != 0 || t <= 2 * self.halo)
         {
@@ -547,7 +571,10 @@ impl ModelPackage {
         let auto = if self.halo == 0 {
             0
         } else {
-            (256usize.max(4 * self.halo)).div_ceil(self.size.step) * self.size.step
+            // Saturating: a checked package (`check_layout`) is far from overflowing.
+            (256usize.max(self.halo.saturating_mul(4)))
+                .div_ceil(self.size.step)
+                .saturating_mul(self.size.step)
         };
         let tile = match (tile, self.preferred_tile) {
             (0, Some(p)) => p,
