@@ -85,13 +85,39 @@ impl SecurityConfig {
     }
 }
 
+/// Longest token file read, bytes: a token is one line, and a config pointing at a device or
+/// a huge file must get an error, not hang or fill memory.
+const MAX_TOKEN_FILE_BYTES: u64 = 4096;
+
+/// The text of a token file: a regular file of at most [`MAX_TOKEN_FILE_BYTES`].
+fn read_token_file(path: &std::path::Path) -> Result<String, String> {
+    use std::io::Read;
+    let file = std::fs::File::open(path).map_err(|e| format!("cannot read it: {e}"))?;
+    let meta = file
+        .metadata()
+        .map_err(|e| format!("cannot read it: {e}"))?;
+    if !meta.is_file() {
+        return Err("not a regular file".into());
+    }
+    let mut text = String::new();
+    file.take(MAX_TOKEN_FILE_BYTES + 1)
+        .read_to_string(&mut text)
+        .map_err(|e| format!("cannot read it: {e}"))?;
+    if text.len() as u64 > MAX_TOKEN_FILE_BYTES {
+        return Err(format!(
+            "longer than {MAX_TOKEN_FILE_BYTES} bytes; a token file holds one token"
+        ));
+    }
+    Ok(text)
+}
+
 impl TokenConfig {
     /// The secret, or `(key, problem)`.
     fn secret(&self) -> Result<String, (&'static str, String)> {
         let secret = match (&self.token, &self.token_file) {
             (Some(t), None) => t.trim().to_string(),
-            (None, Some(path)) => std::fs::read_to_string(path)
-                .map_err(|e| ("token_file", format!("cannot read {}: {e}", path.display())))?
+            (None, Some(path)) => read_token_file(path)
+                .map_err(|problem| ("token_file", format!("{}: {problem}", path.display())))?
                 .trim()
                 .to_string(),
             _ => {
@@ -344,6 +370,18 @@ mod tests {
         let p = missing.problems(&[]);
         assert_eq!(p[0].0, "tokens[0].token_file");
         assert!(p[0].1.contains("/nonexistent/token"), "{p:?}");
+        // A device or a huge file is refused without hanging or filling memory.
+        let device = parse("[[tokens]]\ntoken_file = \"/dev/zero\"\nrole = \"read\"");
+        assert!(device.problems(&[])[0].1.contains("not a regular file"));
+        let big = std::env::temp_dir().join(format!("scopepilot-big-token-{}", std::process::id()));
+        std::fs::write(&big, "a".repeat(5000)).unwrap();
+        let huge = parse(&format!(
+            "[[tokens]]\ntoken_file = {:?}\nrole = \"read\"",
+            big
+        ));
+        let p = huge.problems(&[]);
+        std::fs::remove_file(&big).unwrap();
+        assert!(p[0].1.contains("longer than 4096 bytes"), "{p:?}");
         assert!(
             toml::from_str::<SecurityConfig>("[[tokens]]\ntoken = \"x\"\nrole = \"admin\"")
                 .is_err()
