@@ -76,11 +76,7 @@ queue = {{ capacity = 64, policy = "block" }}
     let mut acq = server.acquisition().await;
     let mut frames = server.frames().await;
     acq.start(start("push")).await.unwrap();
-    let mut denoised = frames
-        .subscribe_frames(common::subscription("denoised", FrameFormat::Full, 1, 64))
-        .await
-        .unwrap()
-        .into_inner();
+    let mut denoised = server.subscribe_full("denoised", 64).await;
     // Read all along: frames held by a subscriber hold the stage's output buffers.
     let denoised = tokio::spawn(async move { drain_after_first(&mut denoised).await });
 
@@ -140,13 +136,7 @@ queue = { capacity = 64, policy = "block" }
     let server = TestServer::start(config).await;
     let mut acq = server.acquisition().await;
     acq.start(start("push")).await.unwrap();
-    let mut copy = server
-        .frames()
-        .await
-        .subscribe_frames(common::subscription("copy", FrameFormat::Full, 1, 64))
-        .await
-        .unwrap()
-        .into_inner();
+    let mut copy = server.subscribe_full("copy", 64).await;
 
     // A client on its own connection pushes 10 frames and then vanishes: its call is
     // cancelled and its connection closed without ever ending the stream.
@@ -193,13 +183,7 @@ async fn a_subscriber_that_disconnects_mid_stream_is_removed_and_costs_others_no
     let server = TestServer::start(SMALL).await;
     let mut acq = server.acquisition().await;
     acq.start(start("")).await.unwrap();
-    let mut staying = server
-        .frames()
-        .await
-        .subscribe_frames(common::subscription("raw", FrameFormat::Full, 1, 64))
-        .await
-        .unwrap()
-        .into_inner();
+    let mut staying = server.subscribe_full("raw", 64).await;
     // It reads all along, while the other one comes and goes.
     let staying = tokio::spawn(async move {
         let mut got = Vec::new();

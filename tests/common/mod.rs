@@ -94,6 +94,20 @@ impl TestServer {
         FramesClient::new(self.channel().await).max_decoding_message_size(64 << 20)
     }
 
+    /// A subscription to full frames of `stream`, with a queue of `queue` frames.
+    pub async fn subscribe_full(
+        &self,
+        stream: &str,
+        queue: u32,
+    ) -> tonic::Streaming<scopepilot::proto::Frame> {
+        self.frames()
+            .await
+            .subscribe_frames(subscription(stream, FrameFormat::Full, 1, queue))
+            .await
+            .unwrap()
+            .into_inner()
+    }
+
     pub async fn models(&self) -> ModelsClient<Channel> {
         ModelsClient::new(self.channel().await)
     }
