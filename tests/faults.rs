@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use common::{SMALL, TestServer, stage, start, status, wait_for};
-use scopepilot::proto::{Frame, FrameFormat, PushFramesRequest, StopRequest};
+use scopepilot::proto::{Frame, FrameFormat, PushFramesRequest};
 use tokio_stream::wrappers::ReceiverStream;
 
 /// A 32x32 u16 frame numbered `n`; with `trap`, one pixel is 60000, which makes the
@@ -113,8 +113,8 @@ queue = {{ capacity = 64, policy = "block" }}
         ),
         (35, 0, 0)
     );
-    let stopped = acq.stop(StopRequest {}).await.unwrap().into_inner();
-    assert_eq!(stage(&stopped.status.unwrap(), "denoised").errors, 6);
+    let stopped = common::stop_acquisition(&mut acq).await;
+    assert_eq!(stage(&stopped, "denoised").errors, 6);
     server.stop().await;
 }
 
@@ -211,13 +211,7 @@ async fn a_subscriber_that_disconnects_mid_stream_is_removed_and_costs_others_no
 
     // The staying subscriber saw every frame, before and after, with no gap and no drop.
     let (mut got, mut staying) = staying.await.unwrap();
-    let stopped = acq
-        .stop(StopRequest {})
-        .await
-        .unwrap()
-        .into_inner()
-        .status
-        .unwrap();
+    let stopped = common::stop_acquisition(&mut acq).await;
     got.extend(drain(&mut staying).await);
     let n = numbers(&got);
     assert!(n.windows(2).all(|w| w[1] == w[0] + 1), "no gap: {n:?}");
@@ -287,13 +281,7 @@ async fn fifty_subscribers_get_frames_and_the_camera_path_loses_none() {
         s.subscribers.is_empty()
     })
     .await;
-    let stopped = acq
-        .stop(StopRequest {})
-        .await
-        .unwrap()
-        .into_inner()
-        .status
-        .unwrap();
+    let stopped = common::stop_acquisition(&mut acq).await;
     assert!(stopped.frames_acquired >= 50);
     assert_eq!(
         (stopped.frames_dropped_ring, stopped.frames_lost_no_buffer),

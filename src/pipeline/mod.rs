@@ -163,14 +163,22 @@ impl StageConfig {
             .map(|p| p.event_kind())
     }
 
+    /// `nice`, when given, is a niceness (0-19).
+    fn check_nice(&self) -> Result<(), StageConfigError> {
+        match self.nice {
+            Some(nice) if !(0..=19).contains(&nice) => Err(StageConfigError {
+                key: "nice".into(),
+                problem: format!("must be 0 (normal priority) to 19 (lowest), got {nice}"),
+            }),
+            _ => Ok(()),
+        }
+    }
+
     /// Check the parameters without building the stage (no model is loaded).
     pub fn check(&self) -> Result<(), StageConfigError> {
+        self.check_nice()?;
         match self.kind {
             StageKind::Passthrough | StageKind::Gaussian => {
-                self.build(&StageContext::default()).map(drop)
-            }
-            _ if self.nice.is_some_and(|n| !(0..=19).contains(&n)) => {
-                // Reported by `build` without loading anything.
                 self.build(&StageContext::default()).map(drop)
             }
             StageKind::Denoise => {
@@ -190,12 +198,7 @@ impl StageConfig {
 
     /// Build the stage this entry describes, checking its parameters and loading its model.
     pub fn build(&self, ctx: &StageContext) -> Result<Box<dyn Stage>, StageConfigError> {
-        if let Some(nice) = self.nice.filter(|n| !(0..=19).contains(n)) {
-            return Err(StageConfigError {
-                key: "nice".into(),
-                problem: format!("must be 0 (normal priority) to 19 (lowest), got {nice}"),
-            });
-        }
+        self.check_nice()?;
         match self.kind {
             StageKind::Passthrough => {
                 if !self.params.is_empty() {

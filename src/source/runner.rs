@@ -63,10 +63,10 @@ impl SourceStats {
 
     /// A frame (captured or lost for want of a buffer) came from the source: a stall is over.
     fn frame_seen(&self, source: &str) {
-        let quiet = self.since_last_frame();
         let now = self.started.elapsed().as_nanos() as u64;
-        self.last_frame_nanos.store(now, Ordering::Relaxed);
+        let last = self.last_frame_nanos.swap(now, Ordering::Relaxed);
         if self.stalled.swap(false, Ordering::Relaxed) {
+            let quiet = Duration::from_nanos(now.saturating_sub(last));
             tracing::warn!(
                 source,
                 quiet_s = quiet.as_secs_f64(),

@@ -216,6 +216,17 @@ pub fn subscription(
     }
 }
 
+/// Stop the acquisition and return its final status (after the pipeline drained).
+pub async fn stop_acquisition(client: &mut AcquisitionClient<Channel>) -> GetStatusResponse {
+    client
+        .stop(scopepilot::proto::StopRequest {})
+        .await
+        .expect("stop")
+        .into_inner()
+        .status
+        .expect("stop returns the final status")
+}
+
 /// The next item of a gRPC stream, failing after `secs` seconds.
 pub async fn next<T>(stream: &mut tonic::Streaming<T>, secs: u64) -> T {
     tokio::time::timeout(Duration::from_secs(secs), stream.message())
