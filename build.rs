@@ -15,6 +15,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let out = PathBuf::from(std::env::var("OUT_DIR")?);
     tonic_prost_build::configure()
         .file_descriptor_set_path(out.join("scopepilot_descriptor.bin"))
+        // Frame pixels as `bytes::Bytes`: one encoding of a frame is shared, not copied, by
+        // every subscriber that wants it in the same shape.
+        .bytes(".scopepilot.v1.Frame.data")
         .compile_protos(
             &[
                 "proto/scopepilot/v1/acquisition.proto",

@@ -881,6 +881,23 @@ impl Daemon {
 
     /// Subscribe to stream `name` with a queue of `capacity` frames (0 = configured default).
     pub fn subscribe(&self, name: &str, capacity: usize) -> Result<Subscription, DaemonError> {
+        self.subscribe_at_most(name, capacity, None)
+    }
+
+    /// [`Daemon::subscribe`] taking at most `max_fps` frames per second (None = every frame).
+    pub fn subscribe_at_most(
+        &self,
+        name: &str,
+        capacity: usize,
+        max_fps: Option<f64>,
+    ) -> Result<Subscription, DaemonError> {
+        if let Some(r) = max_fps
+            && !(r.is_finite() && r > 0.0)
+        {
+            return Err(DaemonError::InvalidArgument(format!(
+                "max_fps must be a positive number of frames per second (or 0 for every frame), got {r}"
+            )));
+        }
         let hub = self.hub(name)?;
         let s = &self.config.subscribers;
         let capacity = if capacity == 0 {
@@ -894,7 +911,7 @@ impl Daemon {
                 s.max_queue_capacity
             )));
         }
-        Ok(hub.subscribe(capacity))
+        Ok(hub.subscribe_at_most(capacity, max_fps))
     }
 
     /// Current state and counters.

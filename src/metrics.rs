@@ -341,7 +341,7 @@ fn write_stages(p: &mut PromText, status: &Status) {
 fn write_subscribers(p: &mut PromText, status: &Status) {
     use MetricType::{Counter, Gauge};
     type Field = fn(&crate::sink::subscribers::SubscriberInfo) -> u64;
-    let fields: [(&str, MetricType, &str, Field); 4] = [
+    let fields: [(&str, MetricType, &str, Field); 5] = [
         (
             "scopepilot_subscriber_frames_delivered_total",
             Counter,
@@ -353,6 +353,12 @@ fn write_subscribers(p: &mut PromText, status: &Status) {
             Counter,
             "Frames evicted from a gRPC subscriber's queue because it was too slow.",
             |s| s.dropped,
+        ),
+        (
+            "scopepilot_subscriber_frames_skipped_total",
+            Counter,
+            "Frames left out by a gRPC subscriber's own frame-rate cap (max_fps), not lost.",
+            |s| s.skipped,
         ),
         (
             "scopepilot_subscriber_queue_depth",

@@ -7,7 +7,9 @@ use std::io::Cursor;
 use std::time::Duration;
 
 use common::{SMALL, TestServer, stage, start, status, wait_for};
-use scopepilot::proto::{FrameFormat, PixelType, PushFramesRequest, StopRequest};
+use scopepilot::proto::{
+    FrameFormat, PixelType, PushFramesRequest, StopRequest, SubscribeFramesRequest,
+};
 use tonic::Code;
 
 fn u16_frame(n: u64, w: u32, h: u32) -> (PushFramesRequest, Vec<u16>) {
@@ -200,6 +202,98 @@ async fn subscribers_get_full_data_or_8_bit_previews_of_any_stage() {
         .await
         .unwrap_err();
     assert_eq!(e.code(), Code::InvalidArgument);
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rate_capped_subscriber_gets_fewer_frames_and_every_frame_left_out_is_counted() {
+    let server = TestServer::start(SMALL).await;
+    let mut acq = server.acquisition().await;
+    let mut frames = server.frames().await;
+    for bad in [-1.0, f32::NAN, f32::INFINITY] {
+        let e = frames
+            .subscribe_frames(SubscribeFramesRequest {
+                stage: "raw".into(),
+                max_fps: bad,
+                ..Default::default()
+            })
+            .await
+            .unwrap_err();
+        assert_eq!(e.code(), Code::InvalidArgument, "{bad}");
+        assert!(e.message().contains("max_fps"), "{}", e.message());
+    }
+    acq.start(start("")).await.unwrap();
+    // A 10 fps view of the 50 fps camera, and one client taking everything, at once.
+    let mut capped = frames
+        .subscribe_frames(SubscribeFramesRequest {
+            stage: "raw".into(),
+            queue_capacity: 64,
+            max_fps: 10.0,
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let mut every = frames
+        .subscribe_frames(common::subscription("raw", FrameFormat::Full, 1, 64))
+        .await
+        .unwrap()
+        .into_inner();
+    let mut got = Vec::new();
+    while got.len() < 8 {
+        let f = capped.message().await.unwrap().unwrap();
+        assert_eq!(f.subscriber_dropped, 0);
+        got.push((f.frame_number, f.data.clone()));
+        // The other subscriber is not capped; its frames share the same encoded bytes.
+        let g = every.message().await.unwrap().unwrap();
+        assert_eq!(g.subscriber_skipped, 0);
+    }
+    let s = status(&mut acq).await;
+    let sub = s
+        .subscribers
+        .iter()
+        .find(|x| x.max_fps == 10.0)
+        .expect("listed with its cap");
+    assert!(sub.frames_skipped > 0, "{sub:?}");
+    // Stop the camera (counters freeze) and take what is still queued.
+    let stopped = acq
+        .stop(StopRequest {})
+        .await
+        .unwrap()
+        .into_inner()
+        .status
+        .unwrap();
+    while let Ok(Some(f)) = tokio::time::timeout(Duration::from_millis(500), capped.message())
+        .await
+        .map(|m| m.unwrap())
+    {
+        got.push((f.frame_number, f.data.clone()));
+    }
+    assert!(got.windows(2).all(|w| w[1].0 > w[0].0));
+    let sub = status(&mut acq)
+        .await
+        .subscribers
+        .into_iter()
+        .find(|x| x.max_fps == 10.0)
+        .unwrap();
+    assert_eq!(sub.frames_delivered, got.len() as u64);
+    assert_eq!(sub.frames_dropped, 0);
+    // Every raw frame from the first one it got to the last one acquired was either sent to
+    // it or skipped by its cap: nothing else.
+    assert_eq!(
+        (stopped.frames_dropped_ring, stopped.frames_lost_no_buffer),
+        (0, 0)
+    );
+    let last = stopped.frames_acquired - 1;
+    assert_eq!(
+        got.len() as u64 + sub.frames_skipped,
+        last - got[0].0 + 1,
+        "first {} last {last} got {} skipped {}",
+        got[0].0,
+        got.len(),
+        sub.frames_skipped
+    );
+    assert!(got.iter().all(|(_, d)| d.len() == 128 * 128 * 2));
     server.stop().await;
 }
 

@@ -357,7 +357,7 @@ function renderStages(st) {
 function renderSubscribers(st) {
   const rows = (st.subscribers || []).map((s) => el('tr', { dataset: { subscriber: s.id } },
     el('td', null, s.id),
-    el('td', null, s.stream),
+    el('td', null, s.max_fps ? `${s.stream} (≤ ${s.max_fps} fps)` : s.stream),
     el('td', { class: 'num' }, num(s.delivered)),
     el('td', { class: 'num' + (num(s.dropped) > 0 ? ' warn' : '') }, num(s.dropped)),
     el('td', { class: 'num' }, `${num(s.queue_depth)}/${num(s.queue_capacity)}`)));

@@ -151,6 +151,8 @@ pub fn status_to_proto(s: &crate::daemon::Status) -> proto::GetStatusResponse {
                 frames_dropped: sub.dropped,
                 queue_depth: sub.queue_depth,
                 queue_capacity: sub.queue_capacity,
+                frames_skipped: sub.skipped,
+                max_fps: sub.max_fps.unwrap_or(0.0),
             })
             .collect(),
         uptime_s: s.uptime.as_secs_f64(),

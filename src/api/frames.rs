@@ -1,13 +1,16 @@
 //! `scopepilot.v1.Frames`: PushFrames (client streaming) and SubscribeFrames (server
 //! streaming).
 //!
-//! A subscription runs on a thread of its own that waits on the subscriber's queue, encodes
-//! each frame (downsampling, 8-bit preview) and hands it to the gRPC stream. A slow client
-//! fills only its own queue, whose oldest frames are then dropped and counted.
+//! A subscription runs on a thread of its own that waits on the subscriber's queue, takes each
+//! frame's encoding (downsampling, 8-bit preview) from the stream's [`SharedEncodings`], made
+//! once per shape for all subscribers, and hands it to the gRPC stream. A slow client fills
+//! only its own queue, whose oldest frames are then dropped and counted. A client may cap its
+//! frame rate (`max_fps`); the frames it leaves out are counted as skipped.
 
+use std::collections::HashMap;
 use std::pin::Pin;
-use std::sync::Arc;
 use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
 use tokio::sync::watch;
@@ -18,7 +21,8 @@ use tonic::{Request, Response, Status, Streaming};
 use super::convert::{pixel_type_from_proto, pixel_type_to_proto};
 use crate::daemon::Daemon;
 use crate::proto::{self, frames_server};
-use crate::sink::preview::{PreviewOptions, encode};
+use crate::sink::preview::PreviewOptions;
+use crate::sink::shared_encoding::SharedEncodings;
 use crate::sink::subscribers::Subscription;
 use crate::source::push::{PushResult, PushedFrame};
 
@@ -26,12 +30,30 @@ use crate::source::push::{PushResult, PushedFrame};
 pub struct FramesApi {
     daemon: Arc<Daemon>,
     closing: watch::Receiver<bool>,
+    /// Per stream, while someone subscribes to it (the subscriptions hold the `Arc`s).
+    encodings: Mutex<HashMap<String, Weak<SharedEncodings>>>,
 }
 
 impl FramesApi {
     /// A service for `daemon`; its streams end when `closing` becomes true.
     pub fn new(daemon: Arc<Daemon>, closing: watch::Receiver<bool>) -> Self {
-        Self { daemon, closing }
+        Self {
+            daemon,
+            closing,
+            encodings: Mutex::default(),
+        }
+    }
+
+    /// The shared encodings of `stream`, made when its first subscriber comes.
+    fn encodings(&self, stream: &str) -> Arc<SharedEncodings> {
+        let mut map = self.encodings.lock().unwrap_or_else(|e| e.into_inner());
+        map.retain(|_, w| w.strong_count() > 0);
+        if let Some(e) = map.get(stream).and_then(Weak::upgrade) {
+            return e;
+        }
+        let e = Arc::new(SharedEncodings::new());
+        map.insert(stream.to_string(), Arc::downgrade(&e));
+        e
     }
 }
 
@@ -84,17 +106,29 @@ fn preview_options(req: &proto::SubscribeFramesRequest) -> Result<PreviewOptions
     Ok(opts)
 }
 
+/// The frame-rate cap a request asks for: None for 0 (every frame).
+fn max_fps(req: &proto::SubscribeFramesRequest) -> Result<Option<f64>, Status> {
+    match req.max_fps {
+        0.0 => Ok(None),
+        r if r.is_finite() && r > 0.0 => Ok(Some(f64::from(r))),
+        r => Err(Status::invalid_argument(format!(
+            "max_fps must be a positive number of frames per second (or 0 for every frame), got {r}"
+        ))),
+    }
+}
+
 /// Pump frames from a subscription into a gRPC stream until either side goes away.
 fn pump(
     sub: Subscription,
     opts: PreviewOptions,
+    encodings: Arc<SharedEncodings>,
     tx: tokio::sync::mpsc::Sender<Result<proto::Frame, Status>>,
 ) {
     let stage = sub.stage().to_string();
     loop {
         match sub.recv_timeout(Duration::from_millis(100)) {
             Ok(frame) => {
-                let enc = encode(&frame, &opts);
+                let enc = encodings.encode(&frame, &opts);
                 let meta = frame.meta();
                 let msg = proto::Frame {
                     stage: stage.clone(),
@@ -103,12 +137,13 @@ fn pump(
                     width: enc.width,
                     height: enc.height,
                     pixel_type: pixel_type_to_proto(enc.pixel_type) as i32,
-                    data: enc.data,
+                    data: enc.data.clone(),
                     synthetic: meta.synthetic,
                     latency_us: meta.arrival.elapsed().as_micros() as u64,
                     display_min: enc.display_min,
                     display_max: enc.display_max,
                     subscriber_dropped: sub.stats().dropped.load(Ordering::Relaxed),
+                    subscriber_skipped: sub.stats().skipped.load(Ordering::Relaxed),
                     exposure_us: meta.exposure_us,
                 };
                 drop(frame); // release the pooled buffer before waiting on the client
@@ -176,12 +211,16 @@ impl frames_server::Frames for FramesApi {
     ) -> Result<Response<Self::SubscribeFramesStream>, Status> {
         let req = request.into_inner();
         let opts = preview_options(&req)?;
+        let max_fps = max_fps(&req)?;
         let stage = if req.stage.is_empty() {
             crate::pipeline::RAW
         } else {
             req.stage.as_str()
         };
-        let sub = self.daemon.subscribe(stage, req.queue_capacity as usize)?;
+        let sub = self
+            .daemon
+            .subscribe_at_most(stage, req.queue_capacity as usize, max_fps)?;
+        let encodings = self.encodings(stage);
         let (tx, rx) = tokio::sync::mpsc::channel(1);
         let name = format!("subscriber-{}", sub.id());
         std::thread::Builder::new()
@@ -191,7 +230,7 @@ impl frames_server::Frames for FramesApi {
                     &name,
                     crate::thread_nice::SUBSCRIBER_NICE,
                 );
-                pump(sub, opts, tx)
+                pump(sub, opts, encodings, tx)
             })
             .map_err(|e| {
                 Status::resource_exhausted(format!("cannot start a subscriber thread: {e}"))

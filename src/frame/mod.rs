@@ -262,6 +262,15 @@ pub(crate) struct FrameSlot {
     pub(crate) spec: FrameSpec,
     pub(crate) meta: FrameMeta,
     pub(crate) pixels: Pixels,
+    /// Set from [`next_serial`] each time the slot is published.
+    pub(crate) serial: u64,
+}
+
+/// A number no other frame published in this process has had (pool slots are reused, so
+/// neither the buffer's address nor the metadata identify a frame).
+pub(crate) fn next_serial() -> u64 {
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+    NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
 }
 
 /// A shared, immutable frame. Cloning is a reference-count increment.
@@ -294,6 +303,12 @@ impl Frame {
         &self.0.pixels
     }
 
+    /// A number unique to this published frame within the process: two handles with the
+    /// same serial are the same frame, even after its buffer has been recycled.
+    pub fn serial(&self) -> u64 {
+        self.0.serial
+    }
+
     /// True when both handles refer to the same pixel storage (no copy was made).
     pub fn same_buffer(&self, other: &Frame) -> bool {
         Arc::ptr_eq(&self.0, &other.0)
@@ -302,6 +317,11 @@ impl Frame {
     /// A frame that owns its own storage, outside any pool (tests, one-off frames).
     pub fn standalone(spec: FrameSpec, meta: FrameMeta, pixels: Pixels) -> Self {
         debug_assert_eq!(pixels.len(), spec.pixel_count());
-        Frame(Arc::new(FrameSlot { spec, meta, pixels }))
+        Frame(Arc::new(FrameSlot {
+            spec,
+            meta,
+            pixels,
+            serial: next_serial(),
+        }))
     }
 }

@@ -51,6 +51,7 @@ impl FramePool {
             spec,
             meta: FrameMeta::arriving_now(0, 0),
             pixels: Pixels::zeroed(spec),
+            serial: 0,
         })
     }
 
@@ -143,7 +144,8 @@ impl FrameWriter<'_> {
     }
 
     /// Finish writing and share the frame.
-    pub fn publish(self) -> Frame {
+    pub fn publish(mut self) -> Frame {
+        self.inner().serial = super::next_serial();
         Frame(self.slot.clone())
     }
 

@@ -40,8 +40,8 @@ pub struct EncodedFrame {
     pub height: u32,
     /// Pixel type of `data`.
     pub pixel_type: PixelType,
-    /// Little-endian pixel bytes, row-major.
-    pub data: Vec<u8>,
+    /// Little-endian pixel bytes, row-major; shared, not copied, when cloned.
+    pub data: bytes::Bytes,
     /// Value mapped to 0 in an 8-bit preview (0 otherwise).
     pub display_min: f32,
     /// Value mapped to 255 in an 8-bit preview (0 otherwise).
@@ -59,7 +59,7 @@ pub fn encode(frame: &Frame, opts: &PreviewOptions) -> EncodedFrame {
             width: w,
             height: h,
             pixel_type: frame.spec().pixel_type,
-            data,
+            data: data.into(),
             display_min: 0.0,
             display_max: 0.0,
         };
@@ -70,7 +70,7 @@ pub fn encode(frame: &Frame, opts: &PreviewOptions) -> EncodedFrame {
             percentile_window(&values, opts.low_percentile, opts.high_percentile)
         });
         let scale = if hi > lo { 255.0 / (hi - lo) } else { 0.0 };
-        let data = values
+        let data: Vec<u8> = values
             .iter()
             .map(|v| ((v - lo) * scale).round().clamp(0.0, 255.0) as u8)
             .collect();
@@ -78,7 +78,7 @@ pub fn encode(frame: &Frame, opts: &PreviewOptions) -> EncodedFrame {
             width: ow as u32,
             height: oh as u32,
             pixel_type: PixelType::U8,
-            data,
+            data: data.into(),
             display_min: lo,
             display_max: hi,
         };
@@ -94,7 +94,7 @@ pub fn encode(frame: &Frame, opts: &PreviewOptions) -> EncodedFrame {
         width: ow as u32,
         height: oh as u32,
         pixel_type: pixels.pixel_type(),
-        data,
+        data: data.into(),
         display_min: 0.0,
         display_max: 0.0,
     }

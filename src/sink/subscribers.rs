@@ -2,11 +2,13 @@
 //!
 //! Each subscriber has its own bounded queue. Publishing never blocks: when a subscriber's
 //! queue is full its oldest frame is evicted and counted against that subscriber only, so a
-//! slow client costs the pipeline nothing.
+//! slow client costs the pipeline nothing. A subscriber may also cap its frame rate (a live
+//! view at 10 fps of a 100 fps camera): frames over the cap never enter its queue and are
+//! counted as skipped, apart from the drops.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, bounded};
 
@@ -23,6 +25,8 @@ pub struct SubscriberStats {
     pub delivered: AtomicU64,
     /// Frames evicted because the subscriber was too slow.
     pub dropped: AtomicU64,
+    /// Frames left out by the subscriber's own frame-rate cap.
+    pub skipped: AtomicU64,
 }
 
 /// A snapshot of one subscriber for status reports.
@@ -40,6 +44,39 @@ pub struct SubscriberInfo {
     pub queue_depth: u64,
     /// Its queue capacity.
     pub queue_capacity: u64,
+    /// Frames left out by its frame-rate cap.
+    pub skipped: u64,
+    /// Its frame-rate cap in frames per second (None = every frame).
+    pub max_fps: Option<f64>,
+}
+
+/// A frame-rate cap: lets a frame through once its arrival reaches the next due time.
+///
+/// The next due time advances by whole intervals from the last one, so a 10 fps cap of a
+/// jittery 100 fps stream yields 10 fps and not 9; after a pause it restarts from the frame.
+#[derive(Debug)]
+struct Pace {
+    interval: Duration,
+    next_due: Option<Instant>,
+}
+
+impl Pace {
+    fn new(max_fps: f64) -> Self {
+        Self {
+            interval: Duration::from_secs_f64(1.0 / max_fps),
+            next_due: None,
+        }
+    }
+
+    fn admit(&mut self, arrival: Instant) -> bool {
+        let next = match self.next_due {
+            Some(due) if arrival < due => return false,
+            Some(due) if due + self.interval > arrival => due + self.interval,
+            _ => arrival + self.interval,
+        };
+        self.next_due = Some(next);
+        true
+    }
 }
 
 struct Subscriber {
@@ -47,6 +84,8 @@ struct Subscriber {
     tx: Sender<Frame>,
     evict: Receiver<Frame>,
     capacity: usize,
+    max_fps: Option<f64>,
+    pace: Option<Pace>,
     stats: Arc<SubscriberStats>,
 }
 
@@ -80,6 +119,17 @@ impl SubscriberHub {
 
     /// Add a subscriber with a queue of `capacity` frames.
     pub fn subscribe(self: &Arc<Self>, capacity: usize) -> Subscription {
+        self.subscribe_at_most(capacity, None)
+    }
+
+    /// Add a subscriber with a queue of `capacity` frames that takes at most `max_fps` frames
+    /// per second (a positive, finite rate; None = every frame).
+    pub fn subscribe_at_most(
+        self: &Arc<Self>,
+        capacity: usize,
+        max_fps: Option<f64>,
+    ) -> Subscription {
+        let max_fps = max_fps.filter(|r| r.is_finite() && *r > 0.0);
         let capacity = capacity.max(1);
         let (tx, rx) = bounded(capacity);
         let id = self.ids.fetch_add(1, Ordering::Relaxed) + 1;
@@ -89,9 +139,11 @@ impl SubscriberHub {
             tx,
             evict: rx.clone(),
             capacity,
+            max_fps,
+            pace: max_fps.map(Pace::new),
             stats: stats.clone(),
         });
-        tracing::info!(stage = %self.stage, id, capacity, "subscriber added");
+        tracing::info!(stage = %self.stage, id, capacity, ?max_fps, "subscriber added");
         Subscription {
             id,
             rx,
@@ -105,8 +157,14 @@ impl SubscriberHub {
         for (_, sink) in self.sinks().iter() {
             sink.offer(frame);
         }
-        let subscribers = self.lock();
-        for s in subscribers.iter() {
+        let mut subscribers = self.lock();
+        for s in subscribers.iter_mut() {
+            if let Some(pace) = &mut s.pace
+                && !pace.admit(frame.meta().arrival)
+            {
+                s.stats.skipped.fetch_add(1, Ordering::Relaxed);
+                continue;
+            }
             if send_evicting_oldest(&s.tx, &s.evict, frame.clone(), &s.stats.dropped) {
                 s.stats.queued.fetch_add(1, Ordering::Relaxed);
             }
@@ -140,6 +198,8 @@ impl SubscriberHub {
                 dropped: s.stats.dropped.load(Ordering::Relaxed),
                 queue_depth: s.tx.len() as u64,
                 queue_capacity: s.capacity as u64,
+                skipped: s.stats.skipped.load(Ordering::Relaxed),
+                max_fps: s.max_fps,
             })
             .collect()
     }
@@ -242,6 +302,61 @@ mod tests {
         let infos = hub.infos();
         assert_eq!(infos.len(), 2);
         assert_eq!(infos.iter().map(|i| i.dropped).sum::<u64>(), 8);
+    }
+
+    /// A frame arriving `ms` milliseconds after `t0`.
+    fn frame_at(n: u64, t0: Instant, ms: f64) -> Frame {
+        let f = frame(n);
+        let mut meta = *f.meta();
+        meta.arrival = t0 + Duration::from_secs_f64(ms / 1000.0);
+        Frame::standalone(f.spec(), meta, f.pixels().clone())
+    }
+
+    #[test]
+    fn a_frame_rate_cap_keeps_its_rate_under_jitter_and_counts_what_it_skips() {
+        let hub = SubscriberHub::new("raw", Arc::new(AtomicU64::new(0)));
+        let capped = hub.subscribe_at_most(1000, Some(10.0));
+        let every = hub.subscribe(1000);
+        let t0 = Instant::now();
+        // 100 fps for 2 s with +-3 ms of jitter on every other frame.
+        for n in 0..200u64 {
+            let jitter = if n % 2 == 0 { 3.0 } else { -3.0 };
+            hub.publish(&frame_at(n, t0, n as f64 * 10.0 + jitter));
+        }
+        let mut got = Vec::new();
+        while let Ok(f) = capped.recv_timeout(Duration::from_millis(1)) {
+            got.push(f.meta().frame_number);
+        }
+        // One frame per 100 ms: 20 in 2 s, the first one at once, each about 10 frames apart.
+        assert_eq!(got.len(), 20, "{got:?}");
+        assert_eq!(got[0], 0);
+        assert!(
+            got.windows(2).all(|w| (9..=11).contains(&(w[1] - w[0]))),
+            "{got:?}"
+        );
+        let stats = capped.stats();
+        assert_eq!(stats.skipped.load(Ordering::Relaxed), 180);
+        assert_eq!(stats.dropped.load(Ordering::Relaxed), 0);
+        assert_eq!(every.stats().skipped.load(Ordering::Relaxed), 0);
+        assert_eq!(every.stats().queued.load(Ordering::Relaxed), 200);
+        let info = hub
+            .infos()
+            .into_iter()
+            .find(|i| i.id == capped.id())
+            .unwrap();
+        assert_eq!((info.skipped, info.max_fps), (180, Some(10.0)));
+        // After a pause the cap restarts from the next frame instead of letting a burst through.
+        hub.publish(&frame_at(1000, t0, 10_000.0));
+        hub.publish(&frame_at(1001, t0, 10_010.0));
+        assert_eq!(
+            capped
+                .recv_timeout(Duration::from_millis(1))
+                .unwrap()
+                .meta()
+                .frame_number,
+            1000
+        );
+        assert!(capped.recv_timeout(Duration::from_millis(1)).is_err());
     }
 
     #[test]

@@ -119,9 +119,11 @@ impl SourceThread {
         let stats = Arc::new(SourceStats::new());
         let mut pool = FramePool::new(source.spec(), pool_slots, pool_slots);
         let (stop2, stats2) = (stop.clone(), stats.clone());
+        let name = format!("camera-{}", source.kind());
         let handle = std::thread::Builder::new()
-            .name(format!("camera-{}", source.kind()))
+            .name(name.clone())
             .spawn(move || {
+                crate::thread_nice::raise_current_thread(&name, crate::thread_nice::CAMERA_NICE);
                 while !stop2.load(Ordering::Relaxed) {
                     let result = source.capture(&mut pool);
                     stats2.late.store(source.late_frames(), Ordering::Relaxed);
@@ -248,6 +250,32 @@ mod tests {
         let mut numbers = Vec::new();
         let mut saw_stalled = false;
         let ring = consumer.stats();
+        // The camera thread asked for a higher priority: it has it exactly when this process
+        // may raise a thread's priority (root or CAP_SYS_NICE), and keeps 0 otherwise.
+        let may_raise = std::thread::spawn(|| {
+            crate::thread_nice::raise_current_thread("probe", crate::thread_nice::CAMERA_NICE)
+        })
+        .join()
+        .unwrap();
+        let expected = if may_raise {
+            crate::thread_nice::CAMERA_NICE
+        } else {
+            0
+        };
+        let started = std::time::Instant::now();
+        let camera = loop {
+            // Its first act is to set its priority; give it the time to get there.
+            let camera = crate::thread_nice::of_threads_named("camera-stalling");
+            let done = !camera.is_empty() && camera.iter().all(|n| *n == expected);
+            if done || started.elapsed() > Duration::from_secs(1) {
+                break camera;
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        };
+        assert!(
+            !camera.is_empty() && camera.iter().all(|n| *n == expected),
+            "{camera:?}"
+        );
         while !stats.finished.load(Ordering::Relaxed) || ring.depth() > 0 {
             saw_stalled |= stats.stalled.load(Ordering::Relaxed);
             if let Some(frame) = consumer.pop_timeout(Duration::from_millis(5)) {

@@ -48,6 +48,8 @@ pub fn status(s: &Status, streams: &[String], rules: &[RuleStatus]) -> Value {
                 "dropped": sub.dropped,
                 "queue_depth": sub.queue_depth,
                 "queue_capacity": sub.queue_capacity,
+                "skipped": sub.skipped,
+                "max_fps": sub.max_fps,
             })
         })
         .collect();

@@ -213,6 +213,7 @@ pub fn subscription(
         queue_capacity: queue,
         low_percentile: 0.0,
         high_percentile: 0.0,
+        max_fps: 0.0,
     }
 }
 
