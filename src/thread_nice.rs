@@ -1,18 +1,21 @@
-//! Thread niceness: the camera thread runs above everything else when the system allows it,
-//! and threads whose work may be dropped (learned stages, gRPC subscribers) run below the
-//! camera, the ingest, the recording writer and the API, so that when the CPU is short they
-//! lose frames by their own counted policies instead of slowing the camera path.
+//! Thread niceness: the camera path (the camera thread, the ingest thread and the recording
+//! writer) runs above everything else when the system allows it, and threads whose work may be
+//! dropped (learned stages, gRPC subscribers) run below the API, so that when the CPU is short
+//! they lose frames by their own counted policies instead of slowing the camera or the
+//! recording.
 
 /// Niceness of the thread that feeds one gRPC frame subscriber (encoding, copying): a slow
 /// or numerous audience loses its own frames, counted, before the camera path gives way.
 pub const SUBSCRIBER_NICE: i32 = 15;
 
-/// Niceness the camera thread asks for. On Linux a negative niceness needs `CAP_SYS_NICE` or
-/// an `RLIMIT_NICE` (systemd `LimitNICE=`); without either the camera runs at 0, like the
-/// API and the recording writer, and the log says so. Measured on two cores with 50
-/// full-frame gRPC clients of a 512x512 @ 100 fps simulated camera: 90 frames/s at niceness
-/// 0, 99 at -5 (`docs/reliability.md`).
-pub const CAMERA_NICE: i32 = -5;
+/// Niceness the camera path asks for: the camera thread, the ingest thread (ring to the `raw`
+/// stream and the recording taps) and the recording writer, which must not lose frames. On
+/// Linux a negative niceness needs `CAP_SYS_NICE` or an `RLIMIT_NICE` (systemd `LimitNICE=`);
+/// without either they run at 0, like the API, and the log says so once. Measured on two
+/// cores with 50 full-frame gRPC clients of a 512x512 @ 100 fps simulated camera: 90
+/// frames/s at niceness 0, 99 at -5 (`scripts/fanout_load.py`); in the soak, the recording
+/// writer at 0 fell 383 frames behind its budget during that burst.
+pub const CAMERA_PATH_NICE: i32 = -5;
 
 /// Set the calling thread's niceness (Linux niceness is per thread).
 fn set_current_thread(nice: i32) -> std::io::Result<()> {
@@ -46,26 +49,39 @@ pub fn lower_current_thread(what: &str, nice: i32) {
     }
 }
 
-/// Raise the calling thread's priority to `nice` (below 0) if the process may; otherwise it
-/// stays at its niceness and an info line (not a warning: most users run unprivileged) says
-/// what would allow it. Returns whether it was raised.
+/// Raise the calling thread's priority to `nice` (below 0) if the process may. Otherwise the
+/// thread keeps its niceness, and the first refusal in the process is logged as an info line
+/// (not a warning: most users run unprivileged) saying what would allow it. Returns whether
+/// it was raised.
 pub fn raise_current_thread(what: &str, nice: i32) -> bool {
+    static REFUSAL_LOGGED: std::sync::atomic::AtomicBool =
+        std::sync::atomic::AtomicBool::new(false);
     match set_current_thread(nice) {
         Ok(()) => {
             tracing::debug!(thread = what, nice, "thread priority raised");
             true
         }
         Err(error) => {
-            tracing::info!(
-                thread = what,
-                nice,
-                %error,
-                "the thread keeps normal priority (raising it needs CAP_SYS_NICE or RLIMIT_NICE, \
-                 e.g. systemd LimitNICE=-5)"
-            );
+            if !REFUSAL_LOGGED.swap(true, std::sync::atomic::Ordering::Relaxed) {
+                tracing::info!(
+                    thread = what,
+                    nice,
+                    %error,
+                    "the camera path keeps normal priority (raising it needs CAP_SYS_NICE or \
+                     RLIMIT_NICE, e.g. systemd LimitNICE=-5)"
+                );
+            }
             false
         }
     }
+}
+
+/// Whether this process may raise a thread's priority to `nice`, tried on a scratch thread.
+/// For tests and diagnostics.
+pub fn may_raise_to(nice: i32) -> bool {
+    std::thread::spawn(move || set_current_thread(nice).is_ok())
+        .join()
+        .unwrap_or(false)
 }
 
 /// The niceness of every thread of this process whose name starts with `prefix`, read from

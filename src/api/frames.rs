@@ -106,17 +106,6 @@ fn preview_options(req: &proto::SubscribeFramesRequest) -> Result<PreviewOptions
     Ok(opts)
 }
 
-/// The frame-rate cap a request asks for: None for 0 (every frame).
-fn max_fps(req: &proto::SubscribeFramesRequest) -> Result<Option<f64>, Status> {
-    match req.max_fps {
-        0.0 => Ok(None),
-        r if r.is_finite() && r > 0.0 => Ok(Some(f64::from(r))),
-        r => Err(Status::invalid_argument(format!(
-            "max_fps must be a positive number of frames per second (or 0 for every frame), got {r}"
-        ))),
-    }
-}
-
 /// Pump frames from a subscription into a gRPC stream until either side goes away.
 fn pump(
     sub: Subscription,
@@ -126,8 +115,8 @@ fn pump(
 ) {
     let stage = sub.stage().to_string();
     loop {
-        match sub.recv_timeout(Duration::from_millis(100)) {
-            Ok(frame) => {
+        match sub.recv_with_skipped_timeout(Duration::from_millis(100)) {
+            Ok((frame, skipped)) => {
                 let enc = encodings.encode(&frame, &opts);
                 let meta = frame.meta();
                 let msg = proto::Frame {
@@ -143,7 +132,7 @@ fn pump(
                     display_min: enc.display_min,
                     display_max: enc.display_max,
                     subscriber_dropped: sub.stats().dropped.load(Ordering::Relaxed),
-                    subscriber_skipped: sub.stats().skipped.load(Ordering::Relaxed),
+                    subscriber_skipped: skipped,
                     exposure_us: meta.exposure_us,
                 };
                 drop(frame); // release the pooled buffer before waiting on the client
@@ -211,7 +200,8 @@ impl frames_server::Frames for FramesApi {
     ) -> Result<Response<Self::SubscribeFramesStream>, Status> {
         let req = request.into_inner();
         let opts = preview_options(&req)?;
-        let max_fps = max_fps(&req)?;
+        // 0 = every frame; the daemon refuses anything else that is not a positive rate.
+        let max_fps = (req.max_fps != 0.0).then_some(f64::from(req.max_fps));
         let stage = if req.stage.is_empty() {
             crate::pipeline::RAW
         } else {

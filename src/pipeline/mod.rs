@@ -455,6 +455,10 @@ impl Pipeline {
         let raw_output = outputs.next().expect("raw is always first");
         let stop = pipeline.stop.clone();
         pipeline.spawn("ingest".into(), move || {
+            crate::thread_nice::raise_current_thread(
+                "ingest",
+                crate::thread_nice::CAMERA_PATH_NICE,
+            );
             ingest_loop(ring, raw_output, &raw_stats, &stop)
         })?;
         let stage_infos = pipeline.infos[1..].to_vec();
@@ -599,6 +603,17 @@ mod tests {
         }
         assert_eq!(nice("stage-niced"), [7]);
         assert_eq!(nice("stage-plain"), [0]);
+        // The ingest thread is on the camera path: raised when the process may raise it.
+        let camera_path = crate::thread_nice::CAMERA_PATH_NICE;
+        let ingest = if crate::thread_nice::may_raise_to(camera_path) {
+            camera_path
+        } else {
+            0
+        };
+        while !nice("ingest").contains(&ingest) && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        assert!(nice("ingest").contains(&ingest), "{:?}", nice("ingest"));
         drop(pipeline);
 
         niced.nice = Some(20);

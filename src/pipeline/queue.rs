@@ -91,25 +91,25 @@ pub fn stage_queue(config: QueueConfig, stats: Arc<StageStats>) -> (QueueSender,
     )
 }
 
-/// Queue `frame` without blocking: while the channel is full, evict its oldest frame (counted
-/// in `dropped`) and retry. `evict` is a receiver of the same channel. Returns false when
-/// every receiver is gone.
-pub fn send_evicting_oldest(
-    tx: &Sender<Frame>,
-    evict: &Receiver<Frame>,
-    frame: Frame,
+/// Queue `item` (a frame, or a frame with what goes with it) without blocking: while the
+/// channel is full, evict its oldest item (counted in `dropped`) and retry. `evict` is a
+/// receiver of the same channel. Returns false when every receiver is gone.
+pub fn send_evicting_oldest<T>(
+    tx: &Sender<T>,
+    evict: &Receiver<T>,
+    item: T,
     dropped: &AtomicU64,
 ) -> bool {
-    let mut frame = frame;
+    let mut item = item;
     loop {
-        match tx.try_send(frame) {
+        match tx.try_send(item) {
             Ok(()) => return true,
             Err(TrySendError::Disconnected(_)) => return false,
             Err(TrySendError::Full(back)) => {
                 if evict.try_recv().is_ok() {
                     dropped.fetch_add(1, Ordering::Relaxed);
                 }
-                frame = back;
+                item = back;
             }
         }
     }

@@ -79,10 +79,13 @@ impl Pace {
     }
 }
 
+/// A queued frame and the frames the subscriber's cap had left out before it.
+type Queued = (Frame, u64);
+
 struct Subscriber {
     id: u64,
-    tx: Sender<Frame>,
-    evict: Receiver<Frame>,
+    tx: Sender<Queued>,
+    evict: Receiver<Queued>,
     capacity: usize,
     max_fps: Option<f64>,
     pace: Option<Pace>,
@@ -165,7 +168,8 @@ impl SubscriberHub {
                 s.stats.skipped.fetch_add(1, Ordering::Relaxed);
                 continue;
             }
-            if send_evicting_oldest(&s.tx, &s.evict, frame.clone(), &s.stats.dropped) {
+            let skipped = s.stats.skipped.load(Ordering::Relaxed);
+            if send_evicting_oldest(&s.tx, &s.evict, (frame.clone(), skipped), &s.stats.dropped) {
                 s.stats.queued.fetch_add(1, Ordering::Relaxed);
             }
         }
@@ -222,7 +226,7 @@ impl SubscriberHub {
 /// A live subscription; dropping it unsubscribes.
 pub struct Subscription {
     id: u64,
-    rx: Receiver<Frame>,
+    rx: Receiver<Queued>,
     stats: Arc<SubscriberStats>,
     hub: Arc<SubscriberHub>,
 }
@@ -245,10 +249,17 @@ impl Subscription {
 
     /// Wait up to `timeout` for the next frame. `Err(true)` = timed out, `Err(false)` = closed.
     pub fn recv_timeout(&self, timeout: Duration) -> Result<Frame, bool> {
+        self.recv_with_skipped_timeout(timeout).map(|(f, _)| f)
+    }
+
+    /// [`Subscription::recv_timeout`], with the number of frames the subscription's frame-rate
+    /// cap had skipped before this one (exact for this frame, unlike a later read of
+    /// [`SubscriberStats::skipped`]).
+    pub fn recv_with_skipped_timeout(&self, timeout: Duration) -> Result<(Frame, u64), bool> {
         match self.rx.recv_timeout(timeout) {
-            Ok(f) => {
+            Ok(queued) => {
                 self.stats.delivered.fetch_add(1, Ordering::Relaxed);
-                Ok(f)
+                Ok(queued)
             }
             Err(RecvTimeoutError::Timeout) => Err(true),
             Err(RecvTimeoutError::Disconnected) => Err(false),
@@ -324,7 +335,9 @@ mod tests {
             hub.publish(&frame_at(n, t0, n as f64 * 10.0 + jitter));
         }
         let mut got = Vec::new();
-        while let Ok(f) = capped.recv_timeout(Duration::from_millis(1)) {
+        while let Ok((f, skipped)) = capped.recv_with_skipped_timeout(Duration::from_millis(1)) {
+            // Each frame says exactly how many were left out before it.
+            assert_eq!(skipped, f.meta().frame_number - got.len() as u64);
             got.push(f.meta().frame_number);
         }
         // One frame per 100 ms: 20 in 2 s, the first one at once, each about 10 frames apart.

@@ -123,7 +123,10 @@ impl SourceThread {
         let handle = std::thread::Builder::new()
             .name(name.clone())
             .spawn(move || {
-                crate::thread_nice::raise_current_thread(&name, crate::thread_nice::CAMERA_NICE);
+                crate::thread_nice::raise_current_thread(
+                    &name,
+                    crate::thread_nice::CAMERA_PATH_NICE,
+                );
                 while !stop2.load(Ordering::Relaxed) {
                     let result = source.capture(&mut pool);
                     stats2.late.store(source.late_frames(), Ordering::Relaxed);
@@ -252,13 +255,9 @@ mod tests {
         let ring = consumer.stats();
         // The camera thread asked for a higher priority: it has it exactly when this process
         // may raise a thread's priority (root or CAP_SYS_NICE), and keeps 0 otherwise.
-        let may_raise = std::thread::spawn(|| {
-            crate::thread_nice::raise_current_thread("probe", crate::thread_nice::CAMERA_NICE)
-        })
-        .join()
-        .unwrap();
-        let expected = if may_raise {
-            crate::thread_nice::CAMERA_NICE
+        let camera_path = crate::thread_nice::CAMERA_PATH_NICE;
+        let expected = if crate::thread_nice::may_raise_to(camera_path) {
+            camera_path
         } else {
             0
         };

@@ -76,6 +76,40 @@ def test_push_and_subscribe_round_trip_bit_exact(start_daemon):
         assert "r" not in sp.rules()
 
 
+def test_a_capped_subscription_counts_the_frames_it_leaves_out(start_daemon):
+    d = start_daemon(CONFIG)
+    with Scopepilot(d.address) as sp:
+        received = []
+        stream = sp.frames("raw", queue_capacity=16, max_fps=0.5)  # one frame per 2 s
+        reader = threading.Thread(target=lambda: received.extend(stream), daemon=True)
+        reader.start()
+        for _ in range(100):
+            if sp.status().subscribers:
+                break
+            threading.Event().wait(0.02)
+        assert sp.status().subscribers[0].max_fps == 0.5
+        assert sp.push((frame(k), k) for k in range(10)).accepted == 10
+        # Every pushed frame is either sent to it or skipped by its cap, whatever the timing.
+        sub = None
+        for _ in range(250):
+            sub = sp.status().subscribers[0]
+            if sub.frames_delivered + sub.frames_skipped == 10:
+                break
+            threading.Event().wait(0.02)
+        assert sub.frames_delivered + sub.frames_skipped == 10, sub
+        assert sub.frames_skipped >= 5 and sub.frames_dropped == 0, sub
+        stream.cancel()
+        reader.join(5)
+        assert received[0].frame_number == 0 and received[0].skipped == 0
+        # The frame numbers it missed are exactly the ones its cap skipped.
+        last = received[-1]
+        assert last.frame_number + 1 - len(received) == last.skipped
+        np.testing.assert_array_equal(received[0].pixels, frame(0))
+        with pytest.raises(grpc.RpcError) as e:
+            next(iter(sp.frames("raw", max_fps=-1)))
+        assert e.value.code() == grpc.StatusCode.INVALID_ARGUMENT and "max_fps" in e.value.details()
+
+
 def test_push_request_refuses_what_the_daemon_could_not_read():
     with pytest.raises(ValueError, match="2-D"):
         push_request(np.zeros((2, 3, 4), np.uint16), 0)

@@ -130,6 +130,10 @@ class ReceivedFrame:
     timestamp_ns: int
     pixels: np.ndarray
     synthetic: bool
+    # This subscriber's frames so far: evicted because it read too slowly, and left out by
+    # its own `max_fps`. The frame numbers it missed are the sum of the two.
+    dropped: int = 0
+    skipped: int = 0
 
 
 class Stream:
@@ -322,17 +326,18 @@ class Scopepilot:
         """A background push stream for a camera callback or loop (see `FramePusher`)."""
         return FramePusher(self.frames_stub.PushFrames, capacity)
 
-    def frames(self, stream: str, queue_capacity: int = 0) -> Stream:
-        """Full-data frames (`ReceivedFrame`) of `stream` as they are produced."""
+    def frames(self, stream: str, queue_capacity: int = 0, max_fps: float = 0.0) -> Stream:
+        """Full-data frames (`ReceivedFrame`) of `stream` as they are produced; at most
+        `max_fps` a second when given (e.g. 10 for a live view of a 100 fps camera)."""
 
         def convert(f) -> ReceivedFrame:
             dtype = _DTYPES[f.pixel_type].newbyteorder("<")
             pixels = np.frombuffer(f.data, dtype=dtype).reshape(f.height, f.width)
-            return ReceivedFrame(f.stage, f.frame_number, f.timestamp_ns, pixels, f.synthetic)
+            return ReceivedFrame(f.stage, f.frame_number, f.timestamp_ns, pixels, f.synthetic,
+                                 f.subscriber_dropped, f.subscriber_skipped)
 
-        call = self.frames_stub.SubscribeFrames(
-            frames_pb2.SubscribeFramesRequest(stage=stream, queue_capacity=queue_capacity)
-        )
+        call = self.frames_stub.SubscribeFrames(frames_pb2.SubscribeFramesRequest(
+            stage=stream, queue_capacity=queue_capacity, max_fps=max_fps))
         return Stream(call, convert)
 
     # --- events and actions --------------------------------------------------------------

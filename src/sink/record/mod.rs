@@ -488,9 +488,17 @@ impl Recording {
         });
         let thread = {
             let shared = shared.clone();
+            let thread_name = format!("record-{name}");
             std::thread::Builder::new()
-                .name(format!("record-{name}"))
-                .spawn(move || writer::run(rx, shared, writers, clock))
+                .name(thread_name.clone())
+                .spawn(move || {
+                    // Lossless recording is on the camera path: it must not yield to clients.
+                    crate::thread_nice::raise_current_thread(
+                        &thread_name,
+                        crate::thread_nice::CAMERA_PATH_NICE,
+                    );
+                    writer::run(rx, shared, writers, clock)
+                })
                 .map_err(|e| not_writable(format!("cannot start the writer thread: {e}")))?
         };
         let taps = hubs
