@@ -125,7 +125,7 @@ impl SourceThread {
             .spawn(move || {
                 crate::thread_nice::raise_current_thread(
                     &name,
-                    crate::thread_nice::CAMERA_PATH_NICE,
+                    crate::thread_nice::CAMERA_NICE,
                 );
                 while !stop2.load(Ordering::Relaxed) {
                     let result = source.capture(&mut pool);
@@ -255,9 +255,9 @@ mod tests {
         let ring = consumer.stats();
         // The camera thread asked for a higher priority: it has it exactly when this process
         // may raise a thread's priority (root or CAP_SYS_NICE), and keeps 0 otherwise.
-        let camera_path = crate::thread_nice::CAMERA_PATH_NICE;
-        let expected = if crate::thread_nice::may_raise_to(camera_path) {
-            camera_path
+        let camera = crate::thread_nice::CAMERA_NICE;
+        let expected = if crate::thread_nice::may_raise_to(camera) {
+            camera
         } else {
             0
         };
