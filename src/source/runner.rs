@@ -123,10 +123,7 @@ impl SourceThread {
         let handle = std::thread::Builder::new()
             .name(name.clone())
             .spawn(move || {
-                crate::thread_nice::raise_current_thread(
-                    &name,
-                    crate::thread_nice::CAMERA_NICE,
-                );
+                crate::thread_nice::raise_current_thread(&name, crate::thread_nice::CAMERA_NICE);
                 while !stop2.load(Ordering::Relaxed) {
                     let result = source.capture(&mut pool);
                     stats2.late.store(source.late_frames(), Ordering::Relaxed);

@@ -183,3 +183,31 @@ fn an_exhausted_budget_counts_every_frame_not_recorded() {
     assert!(numbers.windows(2).all(|w| w[0] < w[1]));
     std::fs::remove_dir_all(&root).unwrap();
 }
+
+#[test]
+fn the_writer_runs_at_the_camera_path_priority_when_the_process_may_raise_it() {
+    let root = temp_root("nice");
+    let hub = SubscriberHub::new("raw", Arc::new(AtomicU64::new(0)));
+    let rec = Recording::start(
+        &config(&root, 1, Compression::None),
+        "nicecheck",
+        vec![hub],
+        None,
+    )
+    .unwrap();
+    let camera_path = crate::thread_nice::CAMERA_PATH_NICE;
+    let want = if crate::thread_nice::may_raise_to(camera_path) {
+        camera_path
+    } else {
+        0
+    };
+    // The writer sets its priority as it starts ("record-nicecheck", cut to 15 characters).
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let writer = || crate::thread_nice::of_threads_named("record-nicechec");
+    while writer() != [want] && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    assert_eq!(writer(), [want]);
+    rec.stop();
+    std::fs::remove_dir_all(&root).unwrap();
+}
