@@ -256,13 +256,7 @@ async fn a_rate_capped_subscriber_gets_fewer_frames_and_every_frame_left_out_is_
         .expect("listed with its cap");
     assert!(sub.frames_skipped > 0, "{sub:?}");
     // Stop the camera (counters freeze) and take what is still queued.
-    let stopped = acq
-        .stop(StopRequest {})
-        .await
-        .unwrap()
-        .into_inner()
-        .status
-        .unwrap();
+    let stopped = common::stop_acquisition(&mut acq).await;
     while let Ok(Some(f)) = tokio::time::timeout(Duration::from_millis(500), capped.message())
         .await
         .map(|m| m.unwrap())
@@ -317,13 +311,7 @@ async fn a_subscriber_that_stops_reading_loses_its_own_frames_only() {
     assert_eq!(sub.stage, "raw");
     assert_eq!(sub.queue_capacity, 2);
     // The pipeline kept going and lost nothing on its way.
-    let stopped = acq
-        .stop(StopRequest {})
-        .await
-        .unwrap()
-        .into_inner()
-        .status
-        .unwrap();
+    let stopped = common::stop_acquisition(&mut acq).await;
     assert!(stage(&stopped, "gaussian").frames_out >= 20);
     assert_eq!(stopped.frames_dropped_ring, 0);
     assert_eq!(stopped.frames_lost_no_buffer, 0);
