@@ -9,6 +9,7 @@
 //! every few seconds). Synthetic frames are never written into the `raw` array.
 
 mod ome;
+mod page_cache;
 mod writer;
 
 use std::path::{Path, PathBuf};

@@ -31,6 +31,7 @@ use zarrs::filesystem::FilesystemStore;
 use zarrs::metadata::FillValueMetadata;
 
 use super::ome::{IMAGE_DATASET, group_document, ome_attributes};
+use super::page_cache::WrittenChunks;
 use super::{Compression, Shared};
 use crate::frame::{FrameMeta, FrameSpec, PixelType, Pixels};
 
@@ -278,6 +279,8 @@ struct Image {
     in_buf: u64,
     /// Index of the chunk `buf` belongs to.
     chunk: u64,
+    /// Chunk files on their way out of the page cache.
+    written: WrittenChunks,
 }
 
 impl Image {
@@ -287,7 +290,17 @@ impl Image {
     /// `bytes`), so on a little-endian machine they are written straight from the frame buffer
     /// to the chunk file named by the array's chunk key: no encoding copy, no scan for
     /// fill values, the speed of the disk. Compressed chunks go through the zarrs codec chain.
-    fn store(&self, pixels: &Pixels) -> Result<(), String> {
+    /// Either way the chunk file then leaves the page cache a few chunks later.
+    fn store(&mut self, pixels: &Pixels) -> Result<(), String> {
+        let path = self
+            .store
+            .key_to_fspath(&self.array.chunk_key(&[self.chunk, 0, 0]));
+        self.write_chunk(pixels, &path)?;
+        self.written.written(path);
+        Ok(())
+    }
+
+    fn write_chunk(&self, pixels: &Pixels, path: &Path) -> Result<(), String> {
         let idx = [self.chunk, 0, 0];
         let what = |e: &dyn std::fmt::Display| {
             format!(
@@ -297,7 +310,6 @@ impl Image {
             )
         };
         if cfg!(target_endian = "little") && !self.compressed {
-            let path = self.store.key_to_fspath(&self.array.chunk_key(&idx));
             if let Some(dir) = path.parent() {
                 std::fs::create_dir_all(dir).map_err(|e| what(&e))?;
             }
@@ -306,7 +318,7 @@ impl Image {
                 Pixels::U16(v) => bytemuck::cast_slice(v),
                 Pixels::F32(v) => bytemuck::cast_slice(v),
             };
-            return std::fs::write(&path, bytes).map_err(|e| what(&e));
+            return std::fs::write(path, bytes).map_err(|e| what(&e));
         }
         match pixels {
             Pixels::U8(v) => self.array.store_chunk(&idx, v.as_slice()),
@@ -458,6 +470,7 @@ impl StreamWriter {
             )),
             in_buf: 0,
             chunk: 0,
+            written: WrittenChunks::default(),
         });
         Ok(())
     }
@@ -517,7 +530,9 @@ impl StreamWriter {
         if image.in_buf == 0 {
             return Ok(());
         }
-        let result = image.store(&image.buf);
+        let buf = std::mem::replace(&mut image.buf, Pixels::U8(Vec::new()));
+        let result = image.store(&buf);
+        image.buf = buf;
         let frames = image.in_buf;
         image.in_buf = 0;
         self.chunk_stored(frames, result)
