@@ -163,6 +163,12 @@ def loadavg() -> float:
     return float(Path("/proc/loadavg").read_text().split()[0])
 
 
+def steal_s() -> float:
+    """CPU time the hypervisor has taken from this machine so far (all CPUs), seconds."""
+    fields = Path("/proc/stat").read_text().splitlines()[0].split()  # cpu user nice ... steal
+    return int(fields[8]) / os.sysconf("SC_CLK_TCK")
+
+
 def camera_lost(st) -> int:
     return st.frames_dropped_ring + st.frames_lost_no_buffer
 
@@ -295,6 +301,7 @@ class Sample:
     p99_ms: dict[str, float | None]
     cpu_s: float
     load: float
+    steal_s: float
 
 
 def main() -> int:
@@ -386,7 +393,7 @@ def main() -> int:
                 }
                 m_prev = m
                 pid = daemon.proc.pid
-                samples.append(Sample(elapsed, rss_mib(pid), st, p99, cpu_s(pid), loadavg()))
+                samples.append(Sample(elapsed, rss_mib(pid), st, p99, cpu_s(pid), loadavg(), steal_s()))
                 log(
                     f"t={elapsed:6.0f}s rss={samples[-1].rss:7.1f} MiB acquired={st.frames_acquired} "
                     f"written={st.recording.frames_written} not_recorded={st.recording.frames_not_recorded} "
@@ -597,6 +604,18 @@ def main() -> int:
             f"late {phase_pre[1]} / {phase_during[1]}, not recorded {phase_pre[2]} / {phase_during[2]}, "
             f"camera {phase_pre[3]:.1f} / {phase_during[3]:.1f} frames/s |"
         )
+    def stolen(lo: float, hi: float) -> float:
+        """Share of the machine's CPU the hypervisor took between two times, percent."""
+        ss = [s for s in samples if lo < s.t <= hi]
+        if len(ss) < 2:
+            return float("nan")
+        return 100 * (ss[-1].steal_s - ss[0].steal_s) / ((ss[-1].t - ss[0].t) * (os.cpu_count() or 1))
+
+    # A host that takes CPU away in one third and not the other skews the p99 comparison.
+    p(
+        f"| CPU stolen by the host (hypervisor), first / last third | {stolen(0, args.seconds / 3):.1f} / "
+        f"{stolen(2 * args.seconds / 3, args.seconds):.1f} % of the machine |"
+    )
     for name, (firsts, lasts, a, b) in thirds.items():
         p(
             f"| `{name}` p99 per {SAMPLE_S:.0f} s interval, first / last third | median {a:.1f} / {b:.1f} ms "
