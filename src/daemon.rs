@@ -891,11 +891,14 @@ impl Daemon {
         capacity: usize,
         max_fps: Option<f64>,
     ) -> Result<Subscription, DaemonError> {
+        let range = crate::sink::subscribers::MAX_FPS_RANGE;
         if let Some(r) = max_fps
-            && !(r.is_finite() && r > 0.0)
+            && !range.contains(&r)
         {
             return Err(DaemonError::InvalidArgument(format!(
-                "max_fps must be a positive number of frames per second (or 0 for every frame), got {r}"
+                "max_fps must be {} to {} frames per second (or 0 for every frame), got {r}",
+                range.start(),
+                range.end()
             )));
         }
         let hub = self.hub(name)?;

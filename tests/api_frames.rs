@@ -210,7 +210,8 @@ async fn a_rate_capped_subscriber_gets_fewer_frames_and_every_frame_left_out_is_
     let server = TestServer::start(SMALL).await;
     let mut acq = server.acquisition().await;
     let mut frames = server.frames().await;
-    for bad in [-1.0, f32::NAN, f32::INFINITY] {
+    // Negative, not a number, endless, or so small that its interval would overflow a clock.
+    for bad in [-1.0, f32::NAN, f32::INFINITY, 1e-30, 1e9] {
         let e = frames
             .subscribe_frames(SubscribeFramesRequest {
                 stage: "raw".into(),

@@ -50,6 +50,10 @@ pub struct SubscriberInfo {
     pub max_fps: Option<f64>,
 }
 
+/// Frame-rate caps a subscriber may ask for, frames per second: from one frame in about 17
+/// minutes to far more than any camera sends.
+pub const MAX_FPS_RANGE: std::ops::RangeInclusive<f64> = 0.001..=100_000.0;
+
 /// A frame-rate cap: lets a frame through once its arrival reaches the next due time.
 ///
 /// The next due time advances by whole intervals from the last one, so a 10 fps cap of a
@@ -126,13 +130,13 @@ impl SubscriberHub {
     }
 
     /// Add a subscriber with a queue of `capacity` frames that takes at most `max_fps` frames
-    /// per second (a positive, finite rate; None = every frame).
+    /// per second (within [`MAX_FPS_RANGE`]; None, or a rate outside it, = every frame).
     pub fn subscribe_at_most(
         self: &Arc<Self>,
         capacity: usize,
         max_fps: Option<f64>,
     ) -> Subscription {
-        let max_fps = max_fps.filter(|r| r.is_finite() && *r > 0.0);
+        let max_fps = max_fps.filter(|r| MAX_FPS_RANGE.contains(r));
         let capacity = capacity.max(1);
         let (tx, rx) = bounded(capacity);
         let id = self.ids.fetch_add(1, Ordering::Relaxed) + 1;
@@ -370,6 +374,19 @@ mod tests {
             1000
         );
         assert!(capped.recv_timeout(Duration::from_millis(1)).is_err());
+        // A rate outside the range (here one whose interval overflows a clock) is no cap at
+        // all, never a panic; the daemon refuses it before it gets here.
+        let silly = hub.subscribe_at_most(4, Some(1e-30));
+        hub.publish(&frame_at(2000, t0, 20_000.0));
+        hub.publish(&frame_at(2001, t0, 20_000.1));
+        assert!(silly.recv_timeout(Duration::from_millis(1)).is_ok());
+        assert!(silly.recv_timeout(Duration::from_millis(1)).is_ok());
+        let info = hub
+            .infos()
+            .into_iter()
+            .find(|i| i.id == silly.id())
+            .unwrap();
+        assert_eq!(info.max_fps, None);
     }
 
     #[test]
