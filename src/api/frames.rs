@@ -200,7 +200,7 @@ impl frames_server::Frames for FramesApi {
     ) -> Result<Response<Self::SubscribeFramesStream>, Status> {
         let req = request.into_inner();
         let opts = preview_options(&req)?;
-        // 0 = every frame; the daemon refuses anything else that is not a positive rate.
+        // 0 = every frame; the daemon refuses a rate outside MAX_FPS_RANGE, naming max_fps.
         let max_fps = (req.max_fps != 0.0).then_some(f64::from(req.max_fps));
         let stage = if req.stage.is_empty() {
             crate::pipeline::RAW
