@@ -22,7 +22,7 @@ While the recording runs:
   gap in the frame numbers it received must equal the growth of that count (exact);
 * ``GetStatus``, the daemon's RSS (``/proc/<pid>/status`` VmRSS) and ``/metrics`` are sampled
   every 10 s; the per-interval p99 latency of each stream comes from the difference of two
-  ``scopepilot_stage_latency_seconds`` histograms (power-of-two buckets, interpolated inside a
+  ``scopepilot_stage_latency_seconds`` histograms (four buckets per power of two, interpolated inside a
   bucket like Prometheus' ``histogram_quantile``);
 * from a third of the run, ``--clients`` more subscribers (default 50, 0 = none) read ``raw``
   for ``--clients-seconds``; camera losses during that phase are compared with the same length

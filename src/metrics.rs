@@ -3,7 +3,7 @@
 //! Every number comes from the same [`Status`] snapshot that `GetStatus` reports, so the two
 //! always agree. Counters restart at zero with each acquisition (Prometheus' `rate()` treats
 //! that as a counter reset). Latencies are exported as histograms in seconds with
-//! power-of-two bucket bounds that are exact edges of the daemon's own histograms.
+//! bucket bounds four to a power of two that are exact edges of the daemon's own histograms.
 
 use std::fmt::Write;
 
@@ -555,6 +555,8 @@ mod tests {
         p.histogram("lat_seconds", &[("stage", "raw")], &h.snapshot());
         let text = p.finish();
         assert!(text.contains("lat_seconds_bucket{stage=\"raw\",le=\"0.000064\"} 0\n"));
+        assert!(text.contains("lat_seconds_bucket{stage=\"raw\",le=\"0.000096\"} 0\n"));
+        assert!(text.contains("lat_seconds_bucket{stage=\"raw\",le=\"0.000112\"} 1\n"));
         assert!(text.contains("lat_seconds_bucket{stage=\"raw\",le=\"0.000128\"} 1\n"));
         assert!(text.contains("lat_seconds_bucket{stage=\"raw\",le=\"0.001024\"} 3\n"));
         assert!(text.contains("lat_seconds_bucket{stage=\"raw\",le=\"+Inf\"} 4\n"));
