@@ -146,6 +146,15 @@ CLIENTS_RATE_KEPT = 0.97
 SUB_OPTIONS = CHANNEL_OPTIONS + [("grpc.use_local_subchannel_pool", 1)]
 
 
+def stolen_pct(samples: list) -> float:
+    """Share of the machine's CPU the hypervisor took from the first to the last of `samples`
+    (each with ``t`` and ``steal_s``), percent; NaN for fewer than two."""
+    if len(samples) < 2 or samples[-1].t <= samples[0].t:
+        return float("nan")
+    stolen = samples[-1].steal_s - samples[0].steal_s
+    return 100 * stolen / ((samples[-1].t - samples[0].t) * (os.cpu_count() or 1))
+
+
 def rss_mib(pid: int) -> float:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmRSS:"):
@@ -398,7 +407,7 @@ def main() -> int:
                     f"t={elapsed:6.0f}s rss={samples[-1].rss:7.1f} MiB acquired={st.frames_acquired} "
                     f"written={st.recording.frames_written} not_recorded={st.recording.frames_not_recorded} "
                     f"queue={st.recording.queue_bytes / (1 << 20):.1f} MiB lost={camera_lost(st)} "
-                    f"late={st.frames_late} "
+                    f"late={st.frames_late} steal={stolen_pct(samples[-2:]):.0f}% "
                     + " ".join(
                         f"{s}:drop={stage(st, s).frames_dropped},p99={v:.1f}ms" if v is not None else f"{s}:-"
                         for s, v in p99.items()
@@ -606,10 +615,7 @@ def main() -> int:
         )
     def stolen(lo: float, hi: float) -> float:
         """Share of the machine's CPU the hypervisor took between two times, percent."""
-        ss = [s for s in samples if lo < s.t <= hi]
-        if len(ss) < 2:
-            return float("nan")
-        return 100 * (ss[-1].steal_s - ss[0].steal_s) / ((ss[-1].t - ss[0].t) * (os.cpu_count() or 1))
+        return stolen_pct([s for s in samples if lo < s.t <= hi])
 
     # A host that takes CPU away in one third and not the other skews the p99 comparison.
     p(
