@@ -134,11 +134,14 @@ impl LatencyHistogram {
 /// a bound read anywhere from 1x to 2x of it from one scrape interval to the next.
 pub const EXPORT_BOUNDS_PER_OCTAVE: usize = 4;
 
+/// Powers of two the exported bounds span: from 64 us to 64 us << 18 = 16.8 s.
+const EXPORT_OCTAVES: usize = 18;
+
 /// Upper bounds of exported histograms, microseconds: from 64 us to 16.8 s, at
 /// [`EXPORT_BOUNDS_PER_OCTAVE`] per power of two (1, 1.25, 1.5, 1.75 times it). Each is a
 /// bucket edge of [`LatencyHistogram`], so the exported counts are exact.
-pub const EXPORT_BOUNDS_US: [u64; 18 * EXPORT_BOUNDS_PER_OCTAVE + 1] = {
-    let mut b = [0u64; 18 * EXPORT_BOUNDS_PER_OCTAVE + 1];
+pub const EXPORT_BOUNDS_US: [u64; EXPORT_OCTAVES * EXPORT_BOUNDS_PER_OCTAVE + 1] = {
+    let mut b = [0u64; EXPORT_OCTAVES * EXPORT_BOUNDS_PER_OCTAVE + 1];
     let mut i = 0;
     while i < b.len() {
         let octave = 64u64 << (i / EXPORT_BOUNDS_PER_OCTAVE);
@@ -200,7 +203,7 @@ mod tests {
     fn export_bounds_rise_by_a_quarter_octave_and_are_bucket_edges() {
         assert_eq!(EXPORT_BOUNDS_US[0], 64);
         assert_eq!(&EXPORT_BOUNDS_US[1..5], [80, 96, 112, 128]);
-        assert_eq!(*EXPORT_BOUNDS_US.last().unwrap(), 64 << 18);
+        assert_eq!(*EXPORT_BOUNDS_US.last().unwrap(), 64 << EXPORT_OCTAVES);
         for w in EXPORT_BOUNDS_US.windows(2) {
             let ratio = w[1] as f64 / w[0] as f64;
             assert!((1.14..=1.25).contains(&ratio), "{w:?}");
