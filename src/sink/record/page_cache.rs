@@ -25,10 +25,10 @@ impl WrittenChunks {
     pub fn written(&mut self, path: PathBuf) {
         start_writeback(&path);
         self.pending.push_back(path);
-        while self.pending.len() > Self::LAG {
-            if let Some(old) = self.pending.pop_front() {
-                drop_from_page_cache(&old);
-            }
+        if self.pending.len() > Self::LAG
+            && let Some(old) = self.pending.pop_front()
+        {
+            drop_from_page_cache(&old);
         }
     }
 }
@@ -57,7 +57,7 @@ fn start_writeback(path: &Path) {
 }
 
 /// Wait for `path`'s writeback, then drop its pages from the page cache.
-pub(super) fn drop_from_page_cache(path: &Path) {
+fn drop_from_page_cache(path: &Path) {
     #[cfg(target_os = "linux")]
     if let Ok(file) = std::fs::File::open(path) {
         use std::os::fd::AsRawFd;

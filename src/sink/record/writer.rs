@@ -530,6 +530,8 @@ impl StreamWriter {
         if image.in_buf == 0 {
             return Ok(());
         }
+        // `store` takes the image mutably (it keeps the page-cache list), so the buffer is
+        // lent out for the call; the empty placeholder allocates nothing.
         let buf = std::mem::replace(&mut image.buf, Pixels::U8(Vec::new()));
         let result = image.store(&buf);
         image.buf = buf;
